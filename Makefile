@@ -1,0 +1,52 @@
+# hearth - build, test and clean. `make` builds ./run and ./export and the
+# small model the repo ships; `make test` builds and runs every test.
+
+CC ?= cc
+OPT ?= -O2 -g
+CFLAGS += $(OPT) -std=c11 -Wall -Wextra -D_GNU_SOURCE -pthread
+LDLIBS += -lm -lpthread
+BUILD ?= build
+
+ENGINE_SRC := model.c tokenizer.c quant.c sampler.c
+EXPORT_SRC := $(filter-out exporter/export.c,$(wildcard exporter/*.c))
+TEST_SRC := $(wildcard tests/*.c)
+
+ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
+EXPORT_OBJ := $(EXPORT_SRC:%.c=$(BUILD)/%.o)
+TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
+HEADERS := $(wildcard *.h exporter/*.h tests/*.h kernels/*.h)
+
+DEFAULT_MODEL := models/stories260K.hearth
+
+.PHONY: all test clean sanitize
+all: run export $(DEFAULT_MODEL)
+
+$(BUILD)/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+run: $(BUILD)/run.o $(ENGINE_OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+export: $(BUILD)/exporter/export.o $(EXPORT_OBJ) $(BUILD)/quant.o
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+# Every build exercises export: the shipped model is converted here.
+$(DEFAULT_MODEL): export models/stories260K.bin models/tok512.bin
+	./export models/stories260K.bin --tokenizer models/tok512.bin -o $@
+
+tests/runner: $(TEST_OBJ) $(ENGINE_OBJ) $(EXPORT_OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+test: all tests/runner
+	./tests/runner
+
+# The whole suite under AddressSanitizer and UBSan, in a separate build.
+sanitize:
+	$(MAKE) clean
+	$(MAKE) test OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
+		LDFLAGS="-fsanitize=address,undefined"
+	$(MAKE) clean
+
+clean:
+	rm -rf $(BUILD) run export tests/runner $(DEFAULT_MODEL)

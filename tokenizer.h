@@ -1,0 +1,59 @@
+/* tokenizer.h - text <-> token ids over the tokenizer section of a hearth
+ * model file (layout in format.h). The tokenizer reads the section in place
+ * (usually inside the mmap of the model) and allocates only its lookup index. */
+#ifndef HEARTH_TOKENIZER_H
+#define HEARTH_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "format.h"
+
+struct tokenizer {
+    struct hearth_tokenizer_header hdr;
+    const float *scores;
+    const uint8_t *kinds;
+    const uint32_t *piece_offsets;      /* n_tokens + 1 */
+    const uint32_t (*merges)[2];        /* n_merges */
+    const char *piece_bytes;
+    uint32_t *sorted_ids;               /* ids sorted by piece bytes, for lookup */
+    int32_t byte_ids[256];              /* id of the <0xNN> piece, -1 if none */
+    uint32_t bos_id, eos_id;
+};
+
+/* Validates the section (every count, offset and id against n_bytes) and
+ * builds the lookup index. bos_id/eos_id come from the model header. */
+int tokenizer_init(struct tokenizer *t, const void *section, uint64_t n_bytes,
+                   uint32_t bos_id, uint32_t eos_id, char *err);
+void tokenizer_free(struct tokenizer *t);
+
+/* Upper bound on the ids tokenizer_encode can produce for n_bytes of text. */
+size_t tokenizer_max_ids(size_t n_bytes);
+
+/* Encodes text (UTF-8, n_bytes long, need not be NUL-terminated) into ids,
+ * BOS first if add_bos. Special-token text is plain text. Returns the count,
+ * or -1 with err set if text is not usable or max_ids is too small. */
+int tokenizer_encode(const struct tokenizer *t, const char *text, size_t n_bytes,
+                     int add_bos, int32_t *ids, size_t max_ids, char *err);
+
+/* The piece bytes of id as raw vocabulary text (not decoded). */
+const char *tokenizer_piece(const struct tokenizer *t, uint32_t id, uint32_t *n_bytes);
+
+/* Writes the text bytes that id stands for after prev into out (SentencePiece:
+ * U+2581 -> ' ', <0xNN> -> that byte, the leading space right after BOS
+ * stripped; control tokens -> nothing). Returns the byte count (<= cap). */
+size_t tokenizer_decode(const struct tokenizer *t, int32_t prev, int32_t id,
+                        char *out, size_t cap);
+
+/* Holds back incomplete UTF-8 sequences so streamed output never prints half
+ * a character. Invalid bytes are passed through one by one. */
+struct utf8_stream {
+    unsigned char pending[4];
+    int n_pending;
+};
+/* Appends n bytes; writes the complete characters to out (cap >= n + 4) and
+ * returns their count. */
+size_t utf8_stream_push(struct utf8_stream *s, const char *in, size_t n, char *out);
+/* Returns the bytes still pending (an incomplete tail) and clears them. */
+size_t utf8_stream_flush(struct utf8_stream *s, char *out);
+
+#endif
