@@ -21,9 +21,10 @@
 #pragma weak model_tests
 #pragma weak export_tests
 #pragma weak cli_tests
+#pragma weak sampler_tests
 static const struct test_case *const suites[] = {
     quant_tests, tokenizer_tests, json_tests, hf_tests,
-    model_tests, export_tests, cli_tests,
+    sampler_tests, model_tests, export_tests, cli_tests,
 };
 
 static int checks_failed_in_test;

@@ -24,6 +24,7 @@ extern const struct test_case hf_tests[];
 extern const struct test_case model_tests[];
 extern const struct test_case export_tests[];
 extern const struct test_case cli_tests[];
+extern const struct test_case sampler_tests[];
 
 void test_check(int ok, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
