@@ -1,0 +1,240 @@
+/* exporter/write.c - writes a hearth model file (format.h) from a source.
+ *
+ * The whole layout (header, tokenizer section, tensor directory, 64-byte
+ * aligned tensor data) is planned before the first byte is written, so the
+ * file is written front to back in one pass, hashed as it goes, with the
+ * FNV-1a checksum appended last. Tensors stream row by row from their source
+ * files: memory stays at a few rows whatever the model size. The output goes
+ * to OUT.tmp and is renamed to OUT only when complete. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../quant.h"
+#include "source.h"
+
+struct out_file {
+    FILE *f;
+    const char *path;
+    uint64_t pos;
+    uint64_t hash;
+};
+
+static int out_write(struct out_file *o, const void *data, size_t n_bytes, char *err)
+{
+    if (fwrite(data, 1, n_bytes, o->f) != n_bytes)
+        return fail(err, "%s: write failed at offset %llu: %s", o->path,
+                    (unsigned long long)o->pos, strerror(errno));
+    o->hash = hearth_fnv1a(o->hash, data, n_bytes);
+    o->pos += n_bytes;
+    return 0;
+}
+
+static int out_pad_to(struct out_file *o, uint64_t offset, char *err)
+{
+    static const uint8_t zeros[HEARTH_TENSOR_ALIGN];
+    while (o->pos < offset) {
+        uint64_t n = offset - o->pos < sizeof zeros ? offset - o->pos : sizeof zeros;
+        if (out_write(o, zeros, (size_t)n, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static uint64_t align_up(uint64_t x, uint64_t a)
+{
+    return (x + a - 1) / a * a;
+}
+
+/* Hugging Face stores q/k rows per head in rotate-half order: row j of the
+ * first half pairs with row j of the second half. hearth rotates adjacent
+ * pairs, so output row 2j+p of a head comes from source row p*head_dim/2 + j
+ * (FACTS.md: view as (heads, 2, head_dim/2), swap the middle axes). */
+static uint64_t source_row(const struct src_tensor *t, uint64_t row, uint64_t n)
+{
+    if (!t->unpermute_heads)
+        return row;
+    uint64_t head_dim = n / t->unpermute_heads, half = head_dim / 2;
+    uint64_t head = row / head_dim, i = row % head_dim;
+    return head * head_dim + (i % 2) * half + i / 2;
+}
+
+static uint32_t stored_type(const struct src_tensor *t, uint32_t out_type)
+{
+    return t->rows == 1 ? HEARTH_F32 : out_type; /* norms and biases stay F32 */
+}
+
+static int read_at(const struct src_tensor *t, void *buf, uint64_t n_bytes, uint64_t offset,
+                   char *err)
+{
+    uint64_t done = 0;
+    while (done < n_bytes) {
+        ssize_t got = pread(t->fd, (char *)buf + done, n_bytes - done, (off_t)(offset + done));
+        if (got <= 0)
+            return fail(err, "tensor '%s': read failed at source offset %llu: %s", t->name,
+                        (unsigned long long)(offset + done),
+                        got == 0 ? "unexpected end of file" : strerror(errno));
+        done += (uint64_t)got;
+    }
+    return 0;
+}
+
+/* Writes one tensor as F32, permuting rows (matrices) or elements (biases). */
+static int write_tensor(struct out_file *o, const struct src_tensor *t, void *raw, float *row,
+                        char *err)
+{
+    uint32_t elem = hearth_type_elem_bytes(t->type);
+    if (t->rows == 1) {
+        if (read_at(t, raw, t->cols * elem, t->offset, err) < 0)
+            return -1;
+        convert_to_f32(t->type, raw, row, t->cols);
+        for (uint64_t i = 0; i < t->cols; i++) {
+            float v = row[source_row(t, i, t->cols)];
+            if (out_write(o, &v, sizeof v, err) < 0)
+                return -1;
+        }
+        return 0;
+    }
+    uint64_t row_bytes = t->cols * elem;
+    for (uint64_t r = 0; r < t->rows; r++) {
+        uint64_t from = source_row(t, r, t->rows);
+        if (read_at(t, raw, row_bytes, t->offset + from * row_bytes, err) < 0)
+            return -1;
+        convert_to_f32(t->type, raw, row, t->cols);
+        if (out_write(o, row, t->cols * sizeof(float), err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int check_tensor(const struct src_tensor *t, char *err)
+{
+    if (!hearth_type_elem_bytes(t->type))
+        return fail(err, "tensor '%s': source type %s cannot be exported", t->name,
+                    hearth_type_name(t->type));
+    uint64_t n = t->rows == 1 ? t->cols : t->rows;
+    if (t->unpermute_heads && (n % t->unpermute_heads || (n / t->unpermute_heads) % 2))
+        return fail(err, "tensor '%s': %llu rows do not split into %u heads of even size",
+                    t->name, (unsigned long long)n, t->unpermute_heads);
+    return 0;
+}
+
+/* Fills the header and the directory: every offset is fixed here. */
+static void plan_layout(const struct source *src, uint32_t out_type, uint64_t tok_bytes,
+                            struct hearth_header *h, struct hearth_tensor_entry *dir)
+{
+    *h = src->cfg;
+    memcpy(h->magic, HEARTH_MAGIC, 4);
+    h->version = HEARTH_VERSION;
+    h->n_tensors = src->n_tensors;
+    h->tokenizer_offset = HEARTH_HEADER_BYTES;
+    h->tokenizer_bytes = tok_bytes;
+    h->tensors_offset = align_up(HEARTH_HEADER_BYTES + tok_bytes, 8);
+    h->data_offset = align_up(h->tensors_offset + (uint64_t)src->n_tensors * sizeof *dir,
+                              HEARTH_TENSOR_ALIGN);
+    memset(h->reserved, 0, sizeof h->reserved);
+    uint64_t end = h->data_offset;
+    for (uint32_t i = 0; i < src->n_tensors; i++) {
+        const struct src_tensor *t = &src->tensors[i];
+        struct hearth_tensor_entry *e = &dir[i];
+        memset(e, 0, sizeof *e);
+        memcpy(e->name, t->name, sizeof e->name - 1);
+        e->type = stored_type(t, out_type);
+        e->rows = t->rows;
+        e->cols = t->cols;
+        e->offset = align_up(end, HEARTH_TENSOR_ALIGN);
+        e->n_bytes = hearth_tensor_bytes(e->type, e->rows, e->cols);
+        end = e->offset + e->n_bytes;
+    }
+    h->file_bytes = end + HEARTH_CHECKSUM_BYTES;
+}
+
+static void show_progress(const struct source *src, uint64_t done_bytes, int verbose)
+{
+    if (!verbose || src->input_bytes < 100000000ull)
+        return;
+    fprintf(stderr, "\r  writing tensors: %3llu%%", (unsigned long long)(100 * done_bytes /
+                                                                          src->input_bytes));
+    fflush(stderr);
+}
+
+static int write_body(struct out_file *o, const struct source *src, const uint8_t *tok,
+                      const struct hearth_header *h, const struct hearth_tensor_entry *dir,
+                      int verbose, char *err)
+{
+    uint64_t max_cols = 1;
+    for (uint32_t i = 0; i < src->n_tensors; i++)
+        if (src->tensors[i].cols > max_cols)
+            max_cols = src->tensors[i].cols;
+    void *raw = malloc(max_cols * sizeof(float));
+    float *row = malloc(max_cols * sizeof(float));
+    int rc = -1;
+    if (!raw || !row) {
+        fail(err, "out of memory for a %llu-column row", (unsigned long long)max_cols);
+        goto done;
+    }
+    if (out_write(o, h, sizeof *h, err) < 0 || out_write(o, tok, h->tokenizer_bytes, err) < 0 ||
+        out_pad_to(o, h->tensors_offset, err) < 0 ||
+        out_write(o, dir, (size_t)h->n_tensors * sizeof *dir, err) < 0)
+        goto done;
+    uint64_t done_bytes = 0;
+    for (uint32_t i = 0; i < src->n_tensors; i++) {
+        const struct src_tensor *t = &src->tensors[i];
+        if (out_pad_to(o, dir[i].offset, err) < 0 || write_tensor(o, t, raw, row, err) < 0)
+            goto done;
+        done_bytes += t->rows * t->cols * hearth_type_elem_bytes(t->type);
+        show_progress(src, done_bytes, verbose);
+    }
+    uint64_t checksum = o->hash;
+    rc = out_write(o, &checksum, sizeof checksum, err);
+    if (verbose && src->input_bytes >= 100000000ull)
+        fprintf(stderr, "\n");
+done:
+    free(raw);
+    free(row);
+    return rc;
+}
+
+int hearth_write(const struct source *src, const char *out_path, uint32_t out_type, int verbose,
+                 char *err)
+{
+    if (out_type != HEARTH_F32)
+        return fail(err, "output type %s is not supported by this build (use f32)",
+                    hearth_type_name(out_type));
+    for (uint32_t i = 0; i < src->n_tensors; i++)
+        if (check_tensor(&src->tensors[i], err) < 0)
+            return -1;
+    uint8_t *tok = NULL;
+    uint64_t tok_bytes = 0;
+    if (vocab_serialize(&src->vocab, &tok, &tok_bytes, err) < 0)
+        return -1;
+    struct hearth_header h;
+    struct hearth_tensor_entry *dir = calloc(src->n_tensors ? src->n_tensors : 1, sizeof *dir);
+    char *tmp_path = malloc(strlen(out_path) + 5);
+    int rc = -1;
+    if (!dir || !tmp_path) {
+        fail(err, "out of memory");
+        goto done;
+    }
+    plan_layout(src, out_type, tok_bytes, &h, dir);
+    sprintf(tmp_path, "%s.tmp", out_path);
+    struct out_file o = {fopen(tmp_path, "wb"), tmp_path, 0, HEARTH_FNV_OFFSET};
+    if (!o.f) {
+        fail(err, "%s: cannot create: %s", tmp_path, strerror(errno));
+        goto done;
+    }
+    rc = write_body(&o, src, tok, &h, dir, verbose, err);
+    if (fclose(o.f) != 0 && rc == 0)
+        rc = fail(err, "%s: write failed: %s", tmp_path, strerror(errno));
+    if (rc == 0 && rename(tmp_path, out_path) != 0)
+        rc = fail(err, "%s: cannot rename to %s: %s", tmp_path, out_path, strerror(errno));
+    if (rc != 0)
+        unlink(tmp_path);
+done:
+    free(tok);
+    free(dir);
+    free(tmp_path);
+    return rc;
+}

@@ -1,0 +1,570 @@
+/* model.c - load and validate a hearth model file, and run the forward pass.
+ *
+ * Loading is mmap plus validation: every offset, size, count and id in the
+ * file is checked against the file size and the config before it is used,
+ * and a bad file gets one message naming the field. Nothing is converted.
+ * The forward pass is scalar C over F32 weights, written to be read in one
+ * sitting; it follows llama2.c run.c (github.com/karpathy/llama2.c) in
+ * operation order so its logits can be compared with that reference. */
+#include "model.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "err.h"
+#include "quant.h"
+
+/* Bounds that no real Llama-family model comes near; they keep every size
+ * computation far from 64-bit overflow. */
+#define MAX_DIM (1u << 16)
+#define MAX_HIDDEN (1u << 20)
+#define MAX_LAYERS 1024u
+#define MAX_HEADS 1024u
+#define MAX_HEAD_DIM 1024u
+#define MAX_VOCAB (1u << 22)
+#define MAX_SEQ (1u << 24)
+
+/* ---------------------------------------------------------------- loading */
+
+static int check_config(const struct hearth_header *h, const char *path, char *err)
+{
+    struct { const char *name; uint32_t value, max; } dims[] = {
+        {"dim", h->dim, MAX_DIM},           {"hidden_dim", h->hidden_dim, MAX_HIDDEN},
+        {"n_layers", h->n_layers, MAX_LAYERS}, {"n_heads", h->n_heads, MAX_HEADS},
+        {"n_kv_heads", h->n_kv_heads, MAX_HEADS}, {"head_dim", h->head_dim, MAX_HEAD_DIM},
+        {"vocab_size", h->vocab_size, MAX_VOCAB}, {"max_seq_len", h->max_seq_len, MAX_SEQ},
+    };
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
+        if (dims[i].value == 0 || dims[i].value > dims[i].max)
+            return fail(err, "%s: header field %s = %u is outside 1..%u", path,
+                        dims[i].name, dims[i].value, dims[i].max);
+    if (h->n_heads % h->n_kv_heads)
+        return fail(err, "%s: header: n_heads %u is not a multiple of n_kv_heads %u", path,
+                    h->n_heads, h->n_kv_heads);
+    if (h->head_dim % 2)
+        return fail(err, "%s: header: head_dim %u is odd (rotary pairs need it even)", path,
+                    h->head_dim);
+    if (!(isfinite(h->rope_theta) && h->rope_theta > 1.0f))
+        return fail(err, "%s: header field rope_theta = %g is not > 1", path, h->rope_theta);
+    if (!(isfinite(h->norm_eps) && h->norm_eps > 0.0f && h->norm_eps < 1.0f))
+        return fail(err, "%s: header field norm_eps = %g is not in (0, 1)", path, h->norm_eps);
+    if (h->rope_scaling > HEARTH_ROPE_SCALING_LLAMA3)
+        return fail(err, "%s: header field rope_scaling = %u is unknown", path, h->rope_scaling);
+    if (h->rope_scaling == HEARTH_ROPE_SCALING_LLAMA3 &&
+        !(h->rope_factor >= 1.0f && h->rope_low_freq_factor > 0.0f &&
+          h->rope_high_freq_factor > h->rope_low_freq_factor && h->rope_orig_max_seq_len > 0))
+        return fail(err, "%s: header: llama3 rope scaling parameters are inconsistent", path);
+    if (h->flags & ~(HEARTH_FLAG_TIED_EMBEDDINGS | HEARTH_FLAG_QKV_BIAS))
+        return fail(err, "%s: header field flags = 0x%x has unknown bits", path, h->flags);
+    if (h->bos_id >= h->vocab_size || h->eos_id >= h->vocab_size)
+        return fail(err, "%s: header: bos_id %u or eos_id %u is not below vocab_size %u", path,
+                    h->bos_id, h->eos_id, h->vocab_size);
+    if (h->n_stop_ids > HEARTH_MAX_STOP_IDS)
+        return fail(err, "%s: header field n_stop_ids = %u exceeds %u", path, h->n_stop_ids,
+                    HEARTH_MAX_STOP_IDS);
+    for (uint32_t i = 0; i < h->n_stop_ids; i++)
+        if (h->stop_ids[i] >= h->vocab_size)
+            return fail(err, "%s: header: stop_ids[%u] = %u is not below vocab_size %u", path, i,
+                        h->stop_ids[i], h->vocab_size);
+    return 0;
+}
+
+/* True when [offset, offset + n_bytes) lies inside [lo, hi), without overflow. */
+static int range_inside(uint64_t offset, uint64_t n_bytes, uint64_t lo, uint64_t hi)
+{
+    return offset >= lo && offset <= hi && n_bytes <= hi - offset;
+}
+
+static int check_sections(const struct hearth_header *h, const char *path, char *err)
+{
+    uint64_t body_end = h->file_bytes - HEARTH_CHECKSUM_BYTES;
+    if (h->tokenizer_offset % 8 ||
+        !range_inside(h->tokenizer_offset, h->tokenizer_bytes, HEARTH_HEADER_BYTES, body_end))
+        return fail(err, "%s: header: tokenizer section (offset %llu, %llu bytes) is misaligned "
+                    "or outside the file (%llu bytes)", path,
+                    (unsigned long long)h->tokenizer_offset,
+                    (unsigned long long)h->tokenizer_bytes, (unsigned long long)h->file_bytes);
+    uint64_t max_tensors = 16ull * h->n_layers + 8;
+    if (h->n_tensors == 0 || h->n_tensors > max_tensors)
+        return fail(err, "%s: header field n_tensors = %u is outside 1..%llu", path, h->n_tensors,
+                    (unsigned long long)max_tensors);
+    uint64_t dir_bytes = (uint64_t)h->n_tensors * sizeof(struct hearth_tensor_entry);
+    if (h->tensors_offset % 8 ||
+        !range_inside(h->tensors_offset, dir_bytes, HEARTH_HEADER_BYTES, body_end))
+        return fail(err, "%s: header: tensor directory (offset %llu, %u entries) is misaligned "
+                    "or outside the file", path, (unsigned long long)h->tensors_offset,
+                    h->n_tensors);
+    return 0;
+}
+
+/* Where a tensor name points in struct model, and the shape it must have. */
+struct tensor_slot {
+    struct tensor *t;
+    uint64_t rows, cols;
+    int is_vector;        /* norms and biases: always F32 */
+};
+
+static int find_slot(struct model *m, const char *name, struct tensor_slot *slot)
+{
+    const struct hearth_header *h = &m->cfg;
+    uint64_t q_dim = (uint64_t)h->n_heads * h->head_dim;
+    uint64_t kv_dim = (uint64_t)h->n_kv_heads * h->head_dim;
+    int has_bias = (h->flags & HEARTH_FLAG_QKV_BIAS) != 0;
+    memset(slot, 0, sizeof *slot);
+    if (!strcmp(name, "token_embd.weight")) {
+        *slot = (struct tensor_slot){&m->token_embd, h->vocab_size, h->dim, 0};
+    } else if (!strcmp(name, "output_norm.weight")) {
+        *slot = (struct tensor_slot){&m->output_norm, 1, h->dim, 1};
+    } else if (!strcmp(name, "output.weight")) {
+        if (h->flags & HEARTH_FLAG_TIED_EMBEDDINGS)
+            return -1;
+        *slot = (struct tensor_slot){&m->output, h->vocab_size, h->dim, 0};
+    } else {
+        unsigned layer;
+        int used = 0;
+        char rest[HEARTH_NAME_BYTES];
+        if (sscanf(name, "blk.%u.%55s%n", &layer, rest, &used) != 2 || name[used] != 0 ||
+            layer >= h->n_layers)
+            return -1;
+        struct layer *L = &m->layers[layer];
+        const struct { const char *name; struct tensor *t; uint64_t rows, cols; int vec, bias; } map[] = {
+            {"attn_norm.weight", &L->attn_norm, 1, h->dim, 1, 0},
+            {"attn_q.weight", &L->attn_q, q_dim, h->dim, 0, 0},
+            {"attn_k.weight", &L->attn_k, kv_dim, h->dim, 0, 0},
+            {"attn_v.weight", &L->attn_v, kv_dim, h->dim, 0, 0},
+            {"attn_q.bias", &L->attn_q_bias, 1, q_dim, 1, 1},
+            {"attn_k.bias", &L->attn_k_bias, 1, kv_dim, 1, 1},
+            {"attn_v.bias", &L->attn_v_bias, 1, kv_dim, 1, 1},
+            {"attn_output.weight", &L->attn_output, h->dim, q_dim, 0, 0},
+            {"ffn_norm.weight", &L->ffn_norm, 1, h->dim, 1, 0},
+            {"ffn_gate.weight", &L->ffn_gate, h->hidden_dim, h->dim, 0, 0},
+            {"ffn_up.weight", &L->ffn_up, h->hidden_dim, h->dim, 0, 0},
+            {"ffn_down.weight", &L->ffn_down, h->dim, h->hidden_dim, 0, 0},
+        };
+        size_t i;
+        for (i = 0; i < sizeof map / sizeof map[0]; i++)
+            if (!strcmp(rest, map[i].name))
+                break;
+        if (i == sizeof map / sizeof map[0] || (map[i].bias && !has_bias))
+            return -1;
+        *slot = (struct tensor_slot){map[i].t, map[i].rows, map[i].cols, map[i].vec};
+    }
+    return 0;
+}
+
+/* Types the forward pass can run in this build. */
+static int type_runnable(uint32_t type)
+{
+    return type == HEARTH_F32;
+}
+
+static int load_tensor(struct model *m, const struct hearth_tensor_entry *e, uint32_t index,
+                       char *err)
+{
+    const char *path = m->path;
+    uint64_t entry_offset = m->cfg.tensors_offset + (uint64_t)index * sizeof *e;
+    if (memchr(e->name, 0, sizeof e->name) == NULL)
+        return fail(err, "%s: tensor directory entry %u (offset %llu): name is not NUL-terminated",
+                    path, index, (unsigned long long)entry_offset);
+    struct tensor_slot slot;
+    if (find_slot(m, e->name, &slot) < 0)
+        return fail(err, "%s: tensor directory entry %u: unexpected tensor '%s' for this config",
+                    path, index, e->name);
+    if (slot.t->data)
+        return fail(err, "%s: tensor directory entry %u: tensor '%s' appears twice", path, index,
+                    e->name);
+    if (e->rows != slot.rows || e->cols != slot.cols)
+        return fail(err, "%s: tensor '%s': shape %llux%llu, expected %llux%llu from the config",
+                    path, e->name, (unsigned long long)e->rows, (unsigned long long)e->cols,
+                    (unsigned long long)slot.rows, (unsigned long long)slot.cols);
+    uint64_t expect = hearth_tensor_bytes(e->type, e->rows, e->cols);
+    if (expect == 0)
+        return fail(err, "%s: tensor '%s': type %u is unknown or illegal for shape %llux%llu",
+                    path, e->name, e->type, (unsigned long long)e->rows,
+                    (unsigned long long)e->cols);
+    if (e->n_bytes != expect)
+        return fail(err, "%s: tensor '%s': size %llu bytes disagrees with its shape and type "
+                    "(%llu bytes)", path, e->name, (unsigned long long)e->n_bytes,
+                    (unsigned long long)expect);
+    if (e->offset % HEARTH_TENSOR_ALIGN ||
+        !range_inside(e->offset, e->n_bytes, m->cfg.data_offset,
+                      m->map_bytes - HEARTH_CHECKSUM_BYTES))
+        return fail(err, "%s: tensor '%s': offset %llu (+%llu bytes) is not 64-byte aligned or "
+                    "lies outside the data section [%llu, %llu)", path, e->name,
+                    (unsigned long long)e->offset, (unsigned long long)e->n_bytes,
+                    (unsigned long long)m->cfg.data_offset,
+                    (unsigned long long)(m->map_bytes - HEARTH_CHECKSUM_BYTES));
+    if (slot.is_vector ? e->type != HEARTH_F32 : !type_runnable(e->type))
+        return fail(err, "%s: tensor '%s': type %s cannot be run by this build", path, e->name,
+                    hearth_type_name(e->type));
+    *slot.t = (struct tensor){e->type, e->rows, e->cols, m->map + e->offset};
+    return 0;
+}
+
+static int check_all_present(struct model *m, char *err)
+{
+    const char *missing = NULL;
+    if (!m->token_embd.data)
+        missing = "token_embd.weight";
+    else if (!m->output_norm.data)
+        missing = "output_norm.weight";
+    else if (!(m->cfg.flags & HEARTH_FLAG_TIED_EMBEDDINGS) && !m->output.data)
+        missing = "output.weight";
+    if (missing)
+        return fail(err, "%s: tensor '%s' is missing", m->path, missing);
+    int has_bias = (m->cfg.flags & HEARTH_FLAG_QKV_BIAS) != 0;
+    for (uint32_t l = 0; l < m->cfg.n_layers; l++) {
+        const struct layer *L = &m->layers[l];
+        const struct tensor *need[] = {&L->attn_norm, &L->attn_q, &L->attn_k, &L->attn_v,
+                                       &L->attn_output, &L->ffn_norm, &L->ffn_gate, &L->ffn_up,
+                                       &L->ffn_down, &L->attn_q_bias, &L->attn_k_bias,
+                                       &L->attn_v_bias};
+        size_t n_need = has_bias ? 12 : 9;
+        for (size_t i = 0; i < n_need; i++)
+            if (!need[i]->data)
+                return fail(err, "%s: layer %u is missing tensor %zu of its set "
+                            "(norms, q, k, v, output, ffn, biases)", m->path, l, i);
+    }
+    if (m->cfg.flags & HEARTH_FLAG_TIED_EMBEDDINGS)
+        m->output = m->token_embd;
+    return 0;
+}
+
+/* Rotation frequency of each adjacent pair: theta^(-2i/head_dim) as llama2.c
+ * computes it, then Llama 3.1 rope scaling (transformers modeling_rope_utils.py
+ * _compute_llama3_parameters; formula in FACTS.md). */
+static void compute_rope_inv_freq(const struct hearth_header *h, float *inv_freq)
+{
+    for (uint32_t i = 0; i < h->head_dim / 2; i++) {
+        float freq = 1.0f / powf(h->rope_theta, (float)(2 * i) / (float)h->head_dim);
+        if (h->rope_scaling == HEARTH_ROPE_SCALING_LLAMA3) {
+            float wavelen = 2.0f * (float)M_PI / freq;
+            float low_wl = (float)h->rope_orig_max_seq_len / h->rope_low_freq_factor;
+            float high_wl = (float)h->rope_orig_max_seq_len / h->rope_high_freq_factor;
+            if (wavelen > low_wl) {
+                freq /= h->rope_factor;
+            } else if (wavelen >= high_wl) {
+                float smooth = ((float)h->rope_orig_max_seq_len / wavelen - h->rope_low_freq_factor) /
+                               (h->rope_high_freq_factor - h->rope_low_freq_factor);
+                freq = (1.0f - smooth) * freq / h->rope_factor + smooth * freq;
+            }
+        }
+        inv_freq[i] = freq;
+    }
+}
+
+static int map_file(struct model *m, const char *path, char *err)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return fail(err, "%s: cannot open model file: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return fail(err, "%s: not a regular file", path);
+    }
+    if ((uint64_t)st.st_size < HEARTH_HEADER_BYTES + HEARTH_CHECKSUM_BYTES) {
+        close(fd);
+        return fail(err, "%s: file is %lld bytes, too short for a hearth model (header alone is "
+                    "%u)", path, (long long)st.st_size, HEARTH_HEADER_BYTES);
+    }
+    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED)
+        return fail(err, "%s: mmap failed: %s", path, strerror(errno));
+    m->map = map;
+    m->map_bytes = (uint64_t)st.st_size;
+    return 0;
+}
+
+static int check_header(struct model *m, char *err)
+{
+    const char *path = m->path;
+    memcpy(&m->cfg, m->map, sizeof m->cfg);
+    if (memcmp(m->cfg.magic, HEARTH_MAGIC, 4))
+        return fail(err, "%s: not a hearth model file (bad magic; export it with ./export)", path);
+    if (m->cfg.version != HEARTH_VERSION)
+        return fail(err, "%s: format version %u, this build reads version %u (re-export the model)",
+                    path, m->cfg.version, HEARTH_VERSION);
+    if (m->cfg.file_bytes != m->map_bytes)
+        return fail(err, "%s: file is %llu bytes but its header says %llu (truncated or damaged)",
+                    path, (unsigned long long)m->map_bytes, (unsigned long long)m->cfg.file_bytes);
+    if (check_config(&m->cfg, path, err) < 0 || check_sections(&m->cfg, path, err) < 0)
+        return -1;
+    uint64_t dir_end = m->cfg.tensors_offset +
+                       (uint64_t)m->cfg.n_tensors * sizeof(struct hearth_tensor_entry);
+    if (m->cfg.data_offset % HEARTH_TENSOR_ALIGN || m->cfg.data_offset < dir_end ||
+        m->cfg.data_offset > m->map_bytes - HEARTH_CHECKSUM_BYTES)
+        return fail(err, "%s: header field data_offset = %llu is misaligned or outside the file",
+                    path, (unsigned long long)m->cfg.data_offset);
+    return 0;
+}
+
+static int load_tokenizer(struct model *m, char *err)
+{
+    char tok_err[HEARTH_ERR_BYTES];
+    if (tokenizer_init(&m->tok, m->map + m->cfg.tokenizer_offset, m->cfg.tokenizer_bytes,
+                       m->cfg.bos_id, m->cfg.eos_id, tok_err) < 0)
+        return fail(err, "%s: tokenizer section (offset %llu): %s", m->path,
+                    (unsigned long long)m->cfg.tokenizer_offset, tok_err);
+    if (m->tok.hdr.n_tokens != m->cfg.vocab_size) {
+        tokenizer_free(&m->tok);
+        return fail(err, "%s: tokenizer has %u tokens but the header says vocab_size %u", m->path,
+                    m->tok.hdr.n_tokens, m->cfg.vocab_size);
+    }
+    return 0;
+}
+
+int model_open(struct model *m, const char *path, char *err)
+{
+    memset(m, 0, sizeof *m);
+    m->path = path;
+    if (map_file(m, path, err) < 0)
+        return -1;
+    if (check_header(m, err) < 0)
+        goto fail_unmap;
+    m->layers = calloc(m->cfg.n_layers, sizeof *m->layers);
+    m->rope_inv_freq = malloc(m->cfg.head_dim / 2 * sizeof(float));
+    if (!m->layers || !m->rope_inv_freq) {
+        fail(err, "%s: out of memory", path);
+        goto fail_free;
+    }
+    for (uint32_t i = 0; i < m->cfg.n_tensors; i++) {
+        struct hearth_tensor_entry e;
+        memcpy(&e, m->map + m->cfg.tensors_offset + (uint64_t)i * sizeof e, sizeof e);
+        if (load_tensor(m, &e, i, err) < 0)
+            goto fail_free;
+    }
+    if (check_all_present(m, err) < 0 || load_tokenizer(m, err) < 0)
+        goto fail_free;
+    compute_rope_inv_freq(&m->cfg, m->rope_inv_freq);
+    return 0;
+fail_free:
+    free(m->layers);
+    free(m->rope_inv_freq);
+fail_unmap:
+    munmap((void *)m->map, m->map_bytes);
+    memset(m, 0, sizeof *m);
+    return -1;
+}
+
+void model_close(struct model *m)
+{
+    if (!m->map)
+        return;
+    tokenizer_free(&m->tok);
+    free(m->layers);
+    free(m->rope_inv_freq);
+    munmap((void *)m->map, m->map_bytes);
+    memset(m, 0, sizeof *m);
+}
+
+int model_verify_checksum(const struct model *m, char *err)
+{
+    uint64_t body = m->map_bytes - HEARTH_CHECKSUM_BYTES, stored;
+    memcpy(&stored, m->map + body, sizeof stored);
+    uint64_t computed = hearth_fnv1a(HEARTH_FNV_OFFSET, m->map, body);
+    if (computed != stored)
+        return fail(err, "%s: checksum mismatch: stored %016llx, computed %016llx (file damaged)",
+                    m->path, (unsigned long long)stored, (unsigned long long)computed);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ state */
+
+int state_init(struct state *s, const struct model *m, uint32_t max_seq, char *err)
+{
+    const struct hearth_header *h = &m->cfg;
+    memset(s, 0, sizeof *s);
+    if (max_seq == 0 || max_seq > h->max_seq_len)
+        return fail(err, "context of %u positions is outside 1..%u", max_seq, h->max_seq_len);
+    uint64_t q_dim = (uint64_t)h->n_heads * h->head_dim;
+    uint64_t kv_dim = (uint64_t)h->n_kv_heads * h->head_dim;
+    uint64_t cache = (uint64_t)h->n_layers * max_seq * kv_dim;
+    uint64_t wide = q_dim > h->dim ? q_dim : h->dim;
+    s->max_seq = max_seq;
+    s->x = calloc(h->dim, sizeof(float));
+    s->xb = calloc(wide, sizeof(float));
+    s->xb2 = calloc(h->dim, sizeof(float));
+    s->hb = calloc(h->hidden_dim, sizeof(float));
+    s->hb2 = calloc(h->hidden_dim, sizeof(float));
+    s->q = calloc(q_dim, sizeof(float));
+    s->att = calloc((uint64_t)h->n_heads * max_seq, sizeof(float));
+    s->rope_cos = calloc(h->head_dim / 2, sizeof(float));
+    s->rope_sin = calloc(h->head_dim / 2, sizeof(float));
+    s->logits = calloc(h->vocab_size, sizeof(float));
+    s->key_cache = calloc(cache, sizeof(float));
+    s->value_cache = calloc(cache, sizeof(float));
+    if (!s->x || !s->xb || !s->xb2 || !s->hb || !s->hb2 || !s->q || !s->att || !s->rope_cos ||
+        !s->rope_sin || !s->logits || !s->key_cache || !s->value_cache) {
+        state_free(s);
+        return fail(err, "out of memory for a %u-position context (KV cache %llu MiB)", max_seq,
+                    (unsigned long long)(2 * cache * sizeof(float) >> 20));
+    }
+    return 0;
+}
+
+void state_free(struct state *s)
+{
+    float *all[] = {s->x, s->xb, s->xb2, s->hb, s->hb2, s->q, s->att,
+                    s->rope_cos, s->rope_sin, s->logits, s->key_cache, s->value_cache};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        free(all[i]);
+    memset(s, 0, sizeof *s);
+}
+
+/* ---------------------------------------------------------- forward pass */
+
+/* out = weight * x / sqrt(mean(x^2) + eps), as llama2.c rmsnorm. */
+static void rmsnorm(float *out, const float *x, const float *weight, uint32_t n, float eps)
+{
+    float ss = 0.0f;
+    for (uint32_t i = 0; i < n; i++)
+        ss += x[i] * x[i];
+    ss = 1.0f / sqrtf(ss / (float)n + eps);
+    for (uint32_t i = 0; i < n; i++)
+        out[i] = weight[i] * (ss * x[i]);
+}
+
+static void softmax(float *x, uint32_t n)
+{
+    float max = x[0];
+    for (uint32_t i = 1; i < n; i++)
+        if (x[i] > max)
+            max = x[i];
+    float sum = 0.0f;
+    for (uint32_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - max);
+        sum += x[i];
+    }
+    for (uint32_t i = 0; i < n; i++)
+        x[i] /= sum;
+}
+
+/* out[rows] = W[rows][cols] x[cols] for F32 W (the only type this build runs). */
+static void matmul(float *out, const float *x, const struct tensor *w)
+{
+    const float *W = w->data;
+    for (uint64_t r = 0; r < w->rows; r++) {
+        const float *row = W + r * w->cols;
+        float sum = 0.0f;
+        for (uint64_t c = 0; c < w->cols; c++)
+            sum += row[c] * x[c];
+        out[r] = sum;
+    }
+}
+
+static void add_bias(float *x, const struct tensor *bias)
+{
+    if (!bias->data)
+        return;
+    const float *b = bias->data;
+    for (uint64_t i = 0; i < bias->cols; i++)
+        x[i] += b[i];
+}
+
+/* Rotates adjacent pairs (2i, 2i+1) of every head in vec by the angles of
+ * the current position (FACTS.md: the interleaved order export produces). */
+static void rope_rotate(float *vec, uint32_t n_heads, uint32_t head_dim, const float *cos_t,
+                        const float *sin_t)
+{
+    for (uint32_t h = 0; h < n_heads; h++) {
+        float *v = vec + (uint64_t)h * head_dim;
+        for (uint32_t i = 0; i < head_dim / 2; i++) {
+            float v0 = v[2 * i], v1 = v[2 * i + 1];
+            v[2 * i] = v0 * cos_t[i] - v1 * sin_t[i];
+            v[2 * i + 1] = v0 * sin_t[i] + v1 * cos_t[i];
+        }
+    }
+}
+
+/* Causal attention of every query head over positions [first, pos] of this
+ * layer's cache; query head h reads kv head h / (n_heads / n_kv_heads). */
+static void attention(const struct hearth_header *h, struct state *s, uint32_t layer,
+                      uint32_t pos)
+{
+    uint32_t hd = h->head_dim, kv_dim = h->n_kv_heads * hd;
+    uint32_t group = h->n_heads / h->n_kv_heads;
+    uint32_t first = (h->sliding_window && pos >= h->sliding_window) ? pos - h->sliding_window + 1 : 0;
+    uint32_t n = pos - first + 1;
+    float scale_div = sqrtf((float)hd);
+    const float *keys = s->key_cache + (uint64_t)layer * s->max_seq * kv_dim;
+    const float *values = s->value_cache + (uint64_t)layer * s->max_seq * kv_dim;
+    for (uint32_t head = 0; head < h->n_heads; head++) {
+        const float *q = s->q + (uint64_t)head * hd;
+        float *att = s->att + (uint64_t)head * s->max_seq;
+        uint64_t kv_off = (uint64_t)(head / group) * hd;
+        for (uint32_t t = 0; t < n; t++) {
+            const float *k = keys + (uint64_t)(first + t) * kv_dim + kv_off;
+            float score = 0.0f;
+            for (uint32_t i = 0; i < hd; i++)
+                score += q[i] * k[i];
+            att[t] = score / scale_div;
+        }
+        softmax(att, n);
+        float *out = s->xb + (uint64_t)head * hd;
+        memset(out, 0, hd * sizeof(float));
+        for (uint32_t t = 0; t < n; t++) {
+            const float *v = values + (uint64_t)(first + t) * kv_dim + kv_off;
+            for (uint32_t i = 0; i < hd; i++)
+                out[i] += att[t] * v[i];
+        }
+    }
+}
+
+static void ffn(const struct hearth_header *h, struct state *s, const struct layer *L)
+{
+    matmul(s->hb, s->xb, &L->ffn_gate);
+    matmul(s->hb2, s->xb, &L->ffn_up);
+    for (uint32_t i = 0; i < h->hidden_dim; i++) {
+        float g = s->hb[i];
+        s->hb[i] = g * (1.0f / (1.0f + expf(-g))) * s->hb2[i]; /* silu(gate) * up */
+    }
+    matmul(s->xb, s->hb, &L->ffn_down);
+}
+
+float *model_forward(const struct model *m, struct state *s, int32_t token, uint32_t pos)
+{
+    const struct hearth_header *h = &m->cfg;
+    uint32_t dim = h->dim, kv_dim = h->n_kv_heads * h->head_dim;
+    convert_to_f32(m->token_embd.type,
+                   (const uint8_t *)m->token_embd.data +
+                       (uint64_t)token * dim * hearth_type_elem_bytes(m->token_embd.type),
+                   s->x, dim);
+    for (uint32_t i = 0; i < h->head_dim / 2; i++) {
+        float angle = (float)pos * m->rope_inv_freq[i];
+        s->rope_cos[i] = cosf(angle);
+        s->rope_sin[i] = sinf(angle);
+    }
+    for (uint32_t l = 0; l < h->n_layers; l++) {
+        const struct layer *L = &m->layers[l];
+        float *k = s->key_cache + ((uint64_t)l * s->max_seq + pos) * kv_dim;
+        float *v = s->value_cache + ((uint64_t)l * s->max_seq + pos) * kv_dim;
+        rmsnorm(s->xb, s->x, L->attn_norm.data, dim, h->norm_eps);
+        matmul(s->q, s->xb, &L->attn_q);
+        matmul(k, s->xb, &L->attn_k);
+        matmul(v, s->xb, &L->attn_v);
+        add_bias(s->q, &L->attn_q_bias);
+        add_bias(k, &L->attn_k_bias);
+        add_bias(v, &L->attn_v_bias);
+        rope_rotate(s->q, h->n_heads, h->head_dim, s->rope_cos, s->rope_sin);
+        rope_rotate(k, h->n_kv_heads, h->head_dim, s->rope_cos, s->rope_sin);
+        attention(h, s, l, pos);
+        matmul(s->xb2, s->xb, &L->attn_output);
+        for (uint32_t i = 0; i < dim; i++)
+            s->x[i] += s->xb2[i];
+        rmsnorm(s->xb, s->x, L->ffn_norm.data, dim, h->norm_eps);
+        ffn(h, s, L);
+        for (uint32_t i = 0; i < dim; i++)
+            s->x[i] += s->xb[i];
+    }
+    rmsnorm(s->x, s->x, m->output_norm.data, dim, h->norm_eps);
+    matmul(s->logits, s->x, &m->output);
+    return s->logits;
+}

@@ -1,0 +1,148 @@
+/* tests/test_cli.c - ./run from the shell: the llama2.c reference output,
+ * tokenization, logits, seeds, and one clear error for each kind of bad
+ * input. Runs the binaries `make` built in the repository root. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "test.h"
+
+/* Runs cmd; checks the exit status. Returns stdout (malloc'd) and, if
+ * wanted, stderr. */
+static char *run_expect(const char *cmd, int want_status, char **errout)
+{
+    char *out = NULL, *err = NULL;
+    int status = test_run(cmd, &out, &err);
+    CHECK(status == want_status, "`%s` exited %d, expected %d; stderr: %s", cmd, status,
+          want_status, err ? err : "");
+    if (errout)
+        *errout = err;
+    else
+        free(err);
+    return out;
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; s && *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+/* The unmodified llama2.c `run stories260K.bin -z tok512.bin -t 0 -n 200`
+ * printed exactly this; ./run with no model uses the same model. */
+static void test_default_model_matches_llama2c_stdout(void)
+{
+    char *want = test_read_file("tests/data/ref/stories260K_runc_t0_n200.txt", NULL);
+    char *err = NULL;
+    char *out = run_expect("./run -t 0 -n 200", 0, &err);
+    CHECK(want && out && !strcmp(out, want), "stdout differs from llama2.c:\n%s", out ? out : "");
+    CHECK(err && strstr(err, "tokens/s"), "no tokens/s line on stderr: %s", err ? err : "");
+    free(want), free(out), free(err);
+    out = run_expect("./run -i \"Once upon a time\" -t 0 -n 30", 0, NULL);
+    CHECK(out && !strncmp(out, "Once upon a time,", 17), "prompt not echoed: %s", out ? out : "");
+    free(out);
+}
+
+static void test_tokenize(void)
+{
+    char *out = run_expect("./run models/stories260K.hearth --tokenize \"Once upon a time\"", 0, NULL);
+    CHECK(out && !strcmp(out, "403 407 261 378\n"), "--tokenize printed '%s'", out ? out : "");
+    free(out);
+    out = run_expect("./run --tokenize \"\"", 0, NULL);
+    CHECK(out && !strcmp(out, "\n"), "empty text should give no ids, got '%s'", out ? out : "");
+    free(out);
+}
+
+/* --ids + --logits against the llama2.c logits at position 4 of the
+ * reference sequence (1 403 407 261 378). */
+static void test_ids_logits(void)
+{
+    char *ref = test_read_file("tests/data/ref/stories260K_logits.txt", NULL);
+    char *out = run_expect("./run --ids \"1 403 407 261 378\" --logits", 0, NULL);
+    CHECK(count_lines(out) == 512, "expected 512 logit lines, got %d", count_lines(out));
+    char *row = ref ? strstr(ref, "\n4 378 ") : NULL;
+    CHECK(row != NULL, "reference row for pos 4 missing");
+    if (row && out) {
+        char *r = row + 7, *o = out;
+        float worst = 0;
+        for (int i = 0; i < 512; i++) {
+            float want = strtof(r, &r), got = strtof(o, &o);
+            worst = fmaxf(worst, fabsf(want - got));
+        }
+        CHECK(worst <= 1e-4f, "--logits differ from llama2.c by %g", worst);
+    }
+    free(ref), free(out);
+}
+
+static void test_seed_reproducible(void)
+{
+    char *a = run_expect("./run -t 1 -s 42 -n 60", 0, NULL);
+    char *b = run_expect("./run -t 1 -s 42 -n 60", 0, NULL);
+    char *c = run_expect("./run -t 1 -s 43 -n 60", 0, NULL);
+    CHECK(a && b && !strcmp(a, b), "same seed, different text:\n%s\n%s", a, b);
+    CHECK(a && c && strcmp(a, c), "seeds 42 and 43 gave the same text");
+    free(a), free(b), free(c);
+}
+
+static void test_verify(void)
+{
+    char *out = run_expect("./run models/stories260K.hearth --verify", 0, NULL);
+    CHECK(out && strstr(out, "checksum ok"), "--verify printed '%s'", out ? out : "");
+    free(out);
+}
+
+/* Each bad input: a non-zero exit, and a stderr message containing `needle`. */
+static void expect_error(const char *cmd, int status, const char *needle)
+{
+    char *err = NULL;
+    char *out = run_expect(cmd, status, &err);
+    CHECK(err && strstr(err, needle), "`%s`: stderr lacks '%s': %s", cmd, needle,
+          err ? err : "");
+    free(out), free(err);
+}
+
+static void test_bad_input(void)
+{
+    expect_error("./run no/such/model.hearth", 1, "no/such/model.hearth");
+    expect_error("./run README.md", 1, "magic");
+    expect_error("./run --bogus", 2, "unknown option");
+    expect_error("./run -n", 2, "missing value");
+    expect_error("./run -n abc", 1, "-n");
+    expect_error("./run -t -1", 1, "temperature");
+    expect_error("./run -p 1.5", 1, "top_p");
+    expect_error("./run --ids \"1 99999\" --logits", 1, "99999");
+    expect_error("./run --ids \"1 x\"", 1, "--ids");
+    expect_error("./run -i hello --ids 1", 1, "exclusive");
+}
+
+static void test_context_limits(void)
+{
+    /* stories260K has a 512-token context; 600 words need more tokens */
+    size_t n = 600 * 6 + 1;
+    char *cmd = malloc(n + 64), *p;
+    p = cmd + sprintf(cmd, "./run -t 0 -i \"");
+    for (int i = 0; i < 600; i++)
+        p += sprintf(p, "tree ");
+    sprintf(p, "\"");
+    expect_error(cmd, 1, "longer than the model's context");
+    free(cmd);
+    char *err = NULL;
+    char *out = run_expect("./run -t 0 -n 100000", 0, &err);
+    CHECK(err && strstr(err, "clamped to 512"), "-n beyond context not reported: %s",
+          err ? err : "");
+    free(out), free(err);
+}
+
+const struct test_case cli_tests[] = {
+    {"cli: ./run -t 0 -n 200 prints llama2.c's text", test_default_model_matches_llama2c_stdout},
+    {"cli: --tokenize prints ids", test_tokenize},
+    {"cli: --ids --logits equal llama2.c", test_ids_logits},
+    {"cli: same seed, same text", test_seed_reproducible},
+    {"cli: --verify", test_verify},
+    {"cli: bad input gets one clear error", test_bad_input},
+    {"cli: prompt longer than context, -n clamped", test_context_limits},
+    {NULL, NULL},
+};
