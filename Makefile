@@ -7,7 +7,7 @@ CFLAGS += $(OPT) -std=c11 -Wall -Wextra -D_GNU_SOURCE -pthread
 LDLIBS += -lm -lpthread
 BUILD ?= build
 
-ENGINE_SRC := model.c tokenizer.c quant.c sampler.c
+ENGINE_SRC := model.c tokenizer.c quant.c sampler.c threads.c $(wildcard kernels/*.c)
 EXPORT_SRC := $(filter-out exporter/export.c,$(wildcard exporter/*.c))
 TEST_SRC := $(wildcard tests/*.c)
 
@@ -18,17 +18,17 @@ HEADERS := $(wildcard *.h exporter/*.h tests/*.h kernels/*.h)
 
 DEFAULT_MODEL := models/stories260K.hearth
 
-.PHONY: all test clean sanitize
+.PHONY: all test clean sanitize bench
 all: run export $(DEFAULT_MODEL)
 
 $(BUILD)/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-run: $(BUILD)/run.o $(ENGINE_OBJ)
+run: $(BUILD)/run.o $(BUILD)/bench.o $(ENGINE_OBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-export: $(BUILD)/exporter/export.o $(EXPORT_OBJ) $(BUILD)/quant.o
+export: $(BUILD)/exporter/export.o $(EXPORT_OBJ) $(BUILD)/quant.o $(BUILD)/kernels/pack.o
 	$(CC) $(CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 # Every build exercises export: the shipped model is converted here.
@@ -40,6 +40,11 @@ tests/runner: $(TEST_OBJ) $(ENGINE_OBJ) $(EXPORT_OBJ)
 
 test: all tests/runner
 	./tests/runner
+
+# Benchmarks (not tests): bandwidth, kernels and decode on a Llama-3.2-1B-
+# shaped model with random weights. Record the figures in docs/KERNELS.md.
+bench: run
+	./run bench
 
 # The whole suite under AddressSanitizer and UBSan, in a separate build.
 sanitize:

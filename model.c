@@ -3,9 +3,11 @@
  * Loading is mmap plus validation: every offset, size, count and id in the
  * file is checked against the file size and the config before it is used,
  * and a bad file gets one message naming the field. Nothing is converted.
- * The forward pass is scalar C over F32 weights, written to be read in one
- * sitting; it follows llama2.c run.c (github.com/karpathy/llama2.c) in
- * operation order so its logits can be compared with that reference. */
+ * The forward pass is written to be read in one sitting; it follows llama2.c
+ * run.c (github.com/karpathy/llama2.c) in operation order so its logits can
+ * be compared with that reference. Matrix products go to the kernels
+ * (kernels/kernels.h) on the thread pool; the small vector operations (norms,
+ * rope, residuals) run on the calling thread. */
 #include "model.h"
 
 #include <errno.h>
@@ -158,10 +160,10 @@ static int find_slot(struct model *m, const char *name, struct tensor_slot *slot
     return 0;
 }
 
-/* Types the forward pass can run in this build. */
+/* Types the kernels run. */
 static int type_runnable(uint32_t type)
 {
-    return type == HEARTH_F32;
+    return type == HEARTH_F32 || type == HEARTH_Q8_0 || type == HEARTH_Q4_0;
 }
 
 static int load_tensor(struct model *m, const struct hearth_tensor_entry *e, uint32_t index,
@@ -231,8 +233,6 @@ static int check_all_present(struct model *m, char *err)
                 return fail(err, "%s: layer %u is missing tensor %zu of its set "
                             "(norms, q, k, v, output, ffn, biases)", m->path, l, i);
     }
-    if (m->cfg.flags & HEARTH_FLAG_TIED_EMBEDDINGS)
-        m->output = m->token_embd;
     return 0;
 }
 
@@ -257,6 +257,13 @@ static void compute_rope_inv_freq(const struct hearth_header *h, float *inv_freq
         }
         inv_freq[i] = freq;
     }
+}
+
+void model_setup_derived(struct model *m)
+{
+    if (m->cfg.flags & HEARTH_FLAG_TIED_EMBEDDINGS)
+        m->output = m->token_embd;
+    compute_rope_inv_freq(&m->cfg, m->rope_inv_freq);
 }
 
 static int map_file(struct model *m, const char *path, char *err)
@@ -343,7 +350,7 @@ int model_open(struct model *m, const char *path, char *err)
     }
     if (check_all_present(m, err) < 0 || load_tokenizer(m, err) < 0)
         goto fail_free;
-    compute_rope_inv_freq(&m->cfg, m->rope_inv_freq);
+    model_setup_derived(m);
     return 0;
 fail_free:
     free(m->layers);
@@ -378,16 +385,23 @@ int model_verify_checksum(const struct model *m, char *err)
 
 /* ------------------------------------------------------------------ state */
 
-int state_init(struct state *s, const struct model *m, uint32_t max_seq, char *err)
+int state_init(struct state *s, const struct model *m, uint32_t max_seq,
+               const struct kernels *kern, struct thread_pool *pool, char *err)
 {
     const struct hearth_header *h = &m->cfg;
     memset(s, 0, sizeof *s);
     if (max_seq == 0 || max_seq > h->max_seq_len)
         return fail(err, "context of %u positions is outside 1..%u", max_seq, h->max_seq_len);
+    s->kern = kern ? kern : kernels_select(NULL, err);
+    if (!s->kern)
+        return -1;
+    s->pool = pool;
     uint64_t q_dim = (uint64_t)h->n_heads * h->head_dim;
     uint64_t kv_dim = (uint64_t)h->n_kv_heads * h->head_dim;
     uint64_t cache = (uint64_t)h->n_layers * max_seq * kv_dim;
     uint64_t wide = q_dim > h->dim ? q_dim : h->dim;
+    uint64_t widest = wide > h->hidden_dim ? wide : h->hidden_dim; /* any matmul input */
+    uint64_t act_q = (widest + QK - 1) / QK * QK;
     s->max_seq = max_seq;
     s->x = calloc(h->dim, sizeof(float));
     s->xb = calloc(wide, sizeof(float));
@@ -401,8 +415,12 @@ int state_init(struct state *s, const struct model *m, uint32_t max_seq, char *e
     s->logits = calloc(h->vocab_size, sizeof(float));
     s->key_cache = calloc(cache, sizeof(float));
     s->value_cache = calloc(cache, sizeof(float));
+    s->act.q = aligned_alloc(64, (act_q + 63) / 64 * 64);
+    s->act.d = calloc(act_q / QK, sizeof(float));
+    s->act.sum = calloc(act_q / QK, sizeof(int32_t));
     if (!s->x || !s->xb || !s->xb2 || !s->hb || !s->hb2 || !s->q || !s->att || !s->rope_cos ||
-        !s->rope_sin || !s->logits || !s->key_cache || !s->value_cache) {
+        !s->rope_sin || !s->logits || !s->key_cache || !s->value_cache || !s->act.q ||
+        !s->act.d || !s->act.sum) {
         state_free(s);
         return fail(err, "out of memory for a %u-position context (KV cache %llu MiB)", max_seq,
                     (unsigned long long)(2 * cache * sizeof(float) >> 20));
@@ -416,6 +434,9 @@ void state_free(struct state *s)
                     s->rope_cos, s->rope_sin, s->logits, s->key_cache, s->value_cache};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         free(all[i]);
+    free(s->act.q);
+    free(s->act.d);
+    free(s->act.sum);
     memset(s, 0, sizeof *s);
 }
 
@@ -447,17 +468,74 @@ static void softmax(float *x, uint32_t n)
         x[i] /= sum;
 }
 
-/* out[rows] = W[rows][cols] x[cols] for F32 W (the only type this build runs). */
-static void matmul(float *out, const float *x, const struct tensor *w)
+/* Matrix products that share one input vector run in one pool_run: one
+ * barrier for q, k and v together, one for gate and up. Each thread takes a
+ * fixed, contiguous share of every matrix's 16-row groups, and each output
+ * row is computed whole by one thread, so the result does not depend on the
+ * thread count. */
+struct matmul_job {
+    float *out;
+    const struct tensor *w;
+};
+
+struct matmul_batch {
+    const struct kernels *kern;
+    const float *x;           /* the input, for F32 weights */
+    const struct q8_act *act; /* the same input quantized, for Q8_0/Q4_0 */
+    const struct matmul_job *jobs;
+    int n_jobs;
+};
+
+static void matmul_rows(const struct matmul_batch *b, const struct matmul_job *j, uint64_t r0,
+                        uint64_t r1)
 {
-    const float *W = w->data;
-    for (uint64_t r = 0; r < w->rows; r++) {
-        const float *row = W + r * w->cols;
-        float sum = 0.0f;
-        for (uint64_t c = 0; c < w->cols; c++)
-            sum += row[c] * x[c];
-        out[r] = sum;
+    const struct tensor *w = j->w;
+    if (w->type == HEARTH_F32)
+        b->kern->matvec_f32(j->out, w->data, b->x, w->cols, r0, r1);
+    else if (w->type == HEARTH_Q8_0)
+        b->kern->matvec_q8_0(j->out, w->data, b->act, w->cols, r0, r1);
+    else
+        b->kern->matvec_q4_0(j->out, w->data, b->act, w->cols, r0, r1);
+}
+
+static void matmul_worker(void *ctx, int thread, int n_threads)
+{
+    const struct matmul_batch *b = ctx;
+    for (int i = 0; i < b->n_jobs; i++) {
+        const struct matmul_job *j = &b->jobs[i];
+        unsigned long long g0, g1, rows = j->w->rows;
+        pool_split((rows + ROW_GROUP - 1) / ROW_GROUP, thread, n_threads, &g0, &g1);
+        uint64_t r0 = g0 * ROW_GROUP, r1 = g1 * ROW_GROUP < rows ? g1 * ROW_GROUP : rows;
+        if (r0 < r1)
+            matmul_rows(b, j, r0, r1);
     }
+}
+
+/* out_i = W_i x for each job; all W_i have x's length as their cols. */
+static void matmul(struct state *s, const float *x, const struct matmul_job *jobs, int n_jobs)
+{
+    for (int i = 0; i < n_jobs; i++)
+        if (jobs[i].w->type != HEARTH_F32) {
+            s->kern->quantize_act(x, jobs[i].w->cols, &s->act);
+            break;
+        }
+    struct matmul_batch b = {s->kern, x, &s->act, jobs, n_jobs};
+    pool_run(s->pool, matmul_worker, &b);
+}
+
+void model_matmul(struct state *s, float *out, const float *x, const struct tensor *w)
+{
+    struct matmul_job job = {out, w};
+    matmul(s, x, &job, 1);
+}
+
+/* Row `token` of the embedding table as floats. */
+static void embed(const struct tensor *e, int32_t token, float *out)
+{
+    if (e->type == HEARTH_F32)
+        memcpy(out, (const float *)e->data + (uint64_t)token * e->cols, e->cols * sizeof(float));
+    else
+        unpack_row(e->type, e->data, e->cols, (uint64_t)token, out);
 }
 
 static void add_bias(float *x, const struct tensor *bias)
@@ -484,59 +562,69 @@ static void rope_rotate(float *vec, uint32_t n_heads, uint32_t head_dim, const f
     }
 }
 
-/* Causal attention of every query head over positions [first, pos] of this
- * layer's cache; query head h reads kv head h / (n_heads / n_kv_heads). */
-static void attention(const struct hearth_header *h, struct state *s, uint32_t layer,
-                      uint32_t pos)
+/* Causal attention of query heads [h0, h1) over positions [first, pos] of
+ * this layer's cache; query head h reads kv head h / (n_heads / n_kv_heads). */
+struct attention_job {
+    const struct hearth_header *h;
+    struct state *s;
+    uint32_t layer, pos;
+};
+
+static void attention_head(const struct attention_job *job, uint32_t head)
 {
-    uint32_t hd = h->head_dim, kv_dim = h->n_kv_heads * hd;
-    uint32_t group = h->n_heads / h->n_kv_heads;
+    const struct hearth_header *h = job->h;
+    struct state *s = job->s;
+    uint32_t hd = h->head_dim, kv_dim = h->n_kv_heads * hd, pos = job->pos;
     uint32_t first = (h->sliding_window && pos >= h->sliding_window) ? pos - h->sliding_window + 1 : 0;
     uint32_t n = pos - first + 1;
     float scale_div = sqrtf((float)hd);
-    const float *keys = s->key_cache + (uint64_t)layer * s->max_seq * kv_dim;
-    const float *values = s->value_cache + (uint64_t)layer * s->max_seq * kv_dim;
-    for (uint32_t head = 0; head < h->n_heads; head++) {
-        const float *q = s->q + (uint64_t)head * hd;
-        float *att = s->att + (uint64_t)head * s->max_seq;
-        uint64_t kv_off = (uint64_t)(head / group) * hd;
-        for (uint32_t t = 0; t < n; t++) {
-            const float *k = keys + (uint64_t)(first + t) * kv_dim + kv_off;
-            float score = 0.0f;
-            for (uint32_t i = 0; i < hd; i++)
-                score += q[i] * k[i];
-            att[t] = score / scale_div;
-        }
-        softmax(att, n);
-        float *out = s->xb + (uint64_t)head * hd;
-        memset(out, 0, hd * sizeof(float));
-        for (uint32_t t = 0; t < n; t++) {
-            const float *v = values + (uint64_t)(first + t) * kv_dim + kv_off;
-            for (uint32_t i = 0; i < hd; i++)
-                out[i] += att[t] * v[i];
-        }
+    const float *keys = s->key_cache + (uint64_t)job->layer * s->max_seq * kv_dim;
+    const float *values = s->value_cache + (uint64_t)job->layer * s->max_seq * kv_dim;
+    const float *q = s->q + (uint64_t)head * hd;
+    float *att = s->att + (uint64_t)head * s->max_seq;
+    uint64_t kv_off = (uint64_t)(head / (h->n_heads / h->n_kv_heads)) * hd;
+    for (uint32_t t = 0; t < n; t++) {
+        const float *k = keys + (uint64_t)(first + t) * kv_dim + kv_off;
+        float score = 0.0f;
+        for (uint32_t i = 0; i < hd; i++)
+            score += q[i] * k[i];
+        att[t] = score / scale_div;
     }
+    softmax(att, n);
+    float *out = s->xb + (uint64_t)head * hd;
+    memset(out, 0, hd * sizeof(float));
+    for (uint32_t t = 0; t < n; t++) {
+        const float *v = values + (uint64_t)(first + t) * kv_dim + kv_off;
+        for (uint32_t i = 0; i < hd; i++)
+            out[i] += att[t] * v[i];
+    }
+}
+
+static void attention_worker(void *ctx, int thread, int n_threads)
+{
+    const struct attention_job *job = ctx;
+    unsigned long long h0, h1;
+    pool_split(job->h->n_heads, thread, n_threads, &h0, &h1);
+    for (unsigned long long head = h0; head < h1; head++)
+        attention_head(job, (uint32_t)head);
 }
 
 static void ffn(const struct hearth_header *h, struct state *s, const struct layer *L)
 {
-    matmul(s->hb, s->xb, &L->ffn_gate);
-    matmul(s->hb2, s->xb, &L->ffn_up);
+    struct matmul_job gate_up[2] = {{s->hb, &L->ffn_gate}, {s->hb2, &L->ffn_up}};
+    matmul(s, s->xb, gate_up, 2);
     for (uint32_t i = 0; i < h->hidden_dim; i++) {
         float g = s->hb[i];
         s->hb[i] = g * (1.0f / (1.0f + expf(-g))) * s->hb2[i]; /* silu(gate) * up */
     }
-    matmul(s->xb, s->hb, &L->ffn_down);
+    model_matmul(s, s->xb, s->hb, &L->ffn_down);
 }
 
 float *model_forward(const struct model *m, struct state *s, int32_t token, uint32_t pos)
 {
     const struct hearth_header *h = &m->cfg;
     uint32_t dim = h->dim, kv_dim = h->n_kv_heads * h->head_dim;
-    convert_to_f32(m->token_embd.type,
-                   (const uint8_t *)m->token_embd.data +
-                       (uint64_t)token * dim * hearth_type_elem_bytes(m->token_embd.type),
-                   s->x, dim);
+    embed(&m->token_embd, token, s->x);
     for (uint32_t i = 0; i < h->head_dim / 2; i++) {
         float angle = (float)pos * m->rope_inv_freq[i];
         s->rope_cos[i] = cosf(angle);
@@ -547,16 +635,16 @@ float *model_forward(const struct model *m, struct state *s, int32_t token, uint
         float *k = s->key_cache + ((uint64_t)l * s->max_seq + pos) * kv_dim;
         float *v = s->value_cache + ((uint64_t)l * s->max_seq + pos) * kv_dim;
         rmsnorm(s->xb, s->x, L->attn_norm.data, dim, h->norm_eps);
-        matmul(s->q, s->xb, &L->attn_q);
-        matmul(k, s->xb, &L->attn_k);
-        matmul(v, s->xb, &L->attn_v);
+        struct matmul_job qkv[3] = {{s->q, &L->attn_q}, {k, &L->attn_k}, {v, &L->attn_v}};
+        matmul(s, s->xb, qkv, 3);
         add_bias(s->q, &L->attn_q_bias);
         add_bias(k, &L->attn_k_bias);
         add_bias(v, &L->attn_v_bias);
         rope_rotate(s->q, h->n_heads, h->head_dim, s->rope_cos, s->rope_sin);
         rope_rotate(k, h->n_kv_heads, h->head_dim, s->rope_cos, s->rope_sin);
-        attention(h, s, l, pos);
-        matmul(s->xb2, s->xb, &L->attn_output);
+        struct attention_job att = {h, s, l, pos};
+        pool_run(s->pool, attention_worker, &att);
+        model_matmul(s, s->xb2, s->xb, &L->attn_output);
         for (uint32_t i = 0; i < dim; i++)
             s->x[i] += s->xb2[i];
         rmsnorm(s->xb, s->x, L->ffn_norm.data, dim, h->norm_eps);
@@ -565,6 +653,6 @@ float *model_forward(const struct model *m, struct state *s, int32_t token, uint
             s->x[i] += s->xb[i];
     }
     rmsnorm(s->x, s->x, m->output_norm.data, dim, h->norm_eps);
-    matmul(s->logits, s->x, &m->output);
+    model_matmul(s, s->logits, s->x, &m->output);
     return s->logits;
 }

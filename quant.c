@@ -11,12 +11,14 @@
 
 #include "format.h"
 #include "quant.h"
+#include "kernels/kernels.h"
 
 /* GGUF block layouts (llama.cpp ggml/src/ggml-common.h, block_q8_0 and
- * block_q4_0; see also /work/shared/FACTS.md "File formats"): 32 weights per
- * block, one fp16 scale d first, then 32 int8 quants (Q8_0) or 16 bytes of
- * nibbles (Q4_0). hearth stores the same blocks, so the sizes are the same. */
-#define BLOCK_WEIGHTS 32u
+ * block_q4_0; the project facts file ../shared/FACTS.md, "File formats"):
+ * 32 weights per block, one fp16 scale d first, then 32 int8 quants (Q8_0)
+ * or 16 bytes of nibbles (Q4_0). hearth stores the same blocks, so the
+ * sizes are the same. */
+#define BLOCK_WEIGHTS QK
 #define Q8_0_BLOCK_BYTES (2u + 32u) /* 34 */
 #define Q4_0_BLOCK_BYTES (2u + 16u) /* 18 */
 
@@ -53,17 +55,17 @@ static uint32_t shift_round_even(uint32_t m, unsigned shift)
 float fp16_to_f32(uint16_t h)
 {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t exp = (h >> 10) & 0x1fu;
+    uint32_t biased_exp = (h >> 10) & 0x1fu;
     uint32_t frac = h & 0x3ffu;
-    if (exp == 0) {
+    if (biased_exp == 0) {
         /* zero or subnormal: frac * 2^-24 is exact in float (frac < 2^10) */
         float v = (float)frac * 0x1p-24f;
         return sign ? -v : v;
     }
-    if (exp == 31) /* inf, or NaN keeping its payload and sign */
+    if (biased_exp == 31) /* inf, or NaN keeping its payload and sign */
         return bits_f32(sign | 0x7f800000u | (frac << 13));
     /* normal: rebias the exponent from 15 to 127 */
-    return bits_f32(sign | ((exp + 127u - 15u) << 23) | (frac << 13));
+    return bits_f32(sign | ((biased_exp + 127u - 15u) << 23) | (frac << 13));
 }
 
 uint16_t f32_to_fp16(float f)
@@ -161,18 +163,24 @@ uint64_t hearth_tensor_bytes(uint32_t type, uint64_t rows, uint64_t cols)
         block_bytes = Q4_0_BLOCK_BYTES;
     else
         return 0;
-    if (cols % BLOCK_WEIGHTS != 0)
+    if (cols % BLOCK_WEIGHTS != 0 || rows > UINT64_MAX - (ROW_GROUP - 1))
         return 0;
-    return mul_or_zero(mul_or_zero(rows, cols / BLOCK_WEIGHTS), block_bytes);
+    /* rows are padded to whole groups of 16 (the interleaved layout of
+     * kernels/kernels.h) */
+    uint64_t padded_rows = (rows + ROW_GROUP - 1) / ROW_GROUP * ROW_GROUP;
+    return mul_or_zero(mul_or_zero(padded_rows, cols / BLOCK_WEIGHTS), block_bytes);
 }
 
-/* Callers check the type with hearth_type_elem_bytes first; for any other
- * type dst is filled with NaN so a mistake cannot pass for real numbers. */
+/* src holds little-endian values, as in every hearth and source file, and
+ * hearth runs on little-endian hosts only (x86-64, aarch64), so a load is a
+ * memcpy (src may be unaligned). Callers check the type with
+ * hearth_type_elem_bytes first; for any other type dst is filled with NaN so
+ * a mistake cannot pass for real numbers. */
 void convert_to_f32(uint32_t type, const void *src, float *dst, uint64_t n)
 {
     const unsigned char *p = src;
     switch (type) {
-    case HEARTH_F32: /* the file and the host are both little-endian */
+    case HEARTH_F32:
         memcpy(dst, p, (size_t)n * sizeof(float));
         return;
     case HEARTH_F16:

@@ -2,7 +2,8 @@
  * tokenizes, or prints logits, or verifies a file.
  *
  *   ./run [MODEL] [-i PROMPT] [-n STEPS] [-t TEMP] [-p TOP_P] [-s SEED]
- *   ./run [MODEL] --tokenize TEXT | --ids "1 2 3" [--logits] | --verify
+ *   ./run [MODEL] --tokenize TEXT | --ids "1 2 3" [--logits] | --verify | --info
+ *   ./run bench [options]                       (bench.c)
  *
  * Without MODEL it uses the small model `make` builds next to the binary.
  * Generation prints the prompt and streams the continuation to stdout as
@@ -18,9 +19,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "err.h"
+#include "kernels/kernels.h"
 #include "model.h"
+#include "quant.h"
 #include "sampler.h"
+#include "threads.h"
 #include "tokenizer.h"
 
 #define DEFAULT_MODEL "models/stories260K.hearth"
@@ -33,13 +38,17 @@ struct options {
     long steps;
     float temperature, top_p;
     uint64_t seed;
-    int logits, verify;
+    long threads;          /* 0: one per online core */
+    const char *kernels;   /* NULL: the best this CPU runs */
+    int logits, verify, info;
 };
 
 static void usage(FILE *to)
 {
     fprintf(to,
             "usage: ./run [MODEL] [options]\n"
+            "       ./run bench [--shape llama3.2-1b|tinyllama] [--types f32,q8_0,q4_0]\n"
+            "                   [--threads N] [--kernels NAME] [--tokens N] [--repeats N]\n"
             "  MODEL             a hearth model file (default: %s next to ./run)\n"
             "  -i PROMPT         prompt text (default: empty, generation starts from BOS)\n"
             "  -n STEPS          positions to run, prompt included, as llama2.c (default 256;\n"
@@ -52,6 +61,10 @@ static void usage(FILE *to)
             "  --logits          print the logits of the last prompt position, one %%.6f value\n"
             "                    per line, and exit\n"
             "  --verify          check the model file's checksum and exit\n"
+            "  --threads N       worker threads (default: one per online core)\n"
+            "  --kernels NAME    force the kernels: scalar, avx2 or avx512 (default: the best\n"
+            "                    this CPU runs)\n"
+            "  --info            print the model, the CPU features seen and the kernels chosen\n"
             "  -h, --help        this text\n",
             DEFAULT_MODEL);
 }
@@ -130,6 +143,8 @@ static struct options parse_args(int argc, char **argv)
             o.logits = 1;
         } else if (!strcmp(a, "--verify")) {
             o.verify = 1;
+        } else if (!strcmp(a, "--info")) {
+            o.info = 1;
         } else if (!v) {
             die_usage(a[0] == '-' ? "unknown option or missing value: " : "unexpected argument: ",
                       a);
@@ -147,6 +162,10 @@ static struct options parse_args(int argc, char **argv)
             o.tokenize_text = v, i++;
         } else if (!strcmp(a, "--ids")) {
             o.ids_text = v, i++;
+        } else if (!strcmp(a, "--threads")) {
+            o.threads = parse_long("--threads", v, 1, POOL_MAX_THREADS), i++;
+        } else if (!strcmp(a, "--kernels")) {
+            o.kernels = v, i++;
         } else {
             die_usage(a[0] == '-' ? "unknown option: " : "unexpected argument: ", a);
         }
@@ -202,6 +221,46 @@ static int32_t *encode_prompt(const struct model *m, const char *text, int add_b
     return ids;
 }
 
+/* What runs the model: kernels and threads, chosen once. */
+struct engine {
+    const struct kernels *kern;
+    struct thread_pool *pool;
+};
+
+static struct engine engine_start(const struct options *o)
+{
+    char err[HEARTH_ERR_BYTES];
+    struct engine e;
+    e.kern = kernels_select(o->kernels, err);
+    if (!e.kern)
+        die("--kernels: %s", err);
+    long n = o->threads ? o->threads : sysconf(_SC_NPROCESSORS_ONLN);
+    e.pool = pool_create(n < 1 ? 1 : (int)n, err);
+    if (!e.pool)
+        die("%s", err);
+    return e;
+}
+
+static void print_info(const struct model *m, const struct engine *e)
+{
+    const struct hearth_header *h = &m->cfg;
+    struct cpu_features f;
+    cpu_detect(&f);
+    printf("model: %s\n", m->path);
+    printf("  dim %u, hidden %u, layers %u, heads %u, kv heads %u, head dim %u, vocab %u, "
+           "context %u\n", h->dim, h->hidden_dim, h->n_layers, h->n_heads, h->n_kv_heads,
+           h->head_dim, h->vocab_size, h->max_seq_len);
+    printf("  weights: embedding %s, attn_q %s, ffn_down %s, classifier %s%s; %llu bytes\n",
+           hearth_type_name(m->token_embd.type), hearth_type_name(m->layers[0].attn_q.type),
+           hearth_type_name(m->layers[0].ffn_down.type), hearth_type_name(m->output.type),
+           h->flags & HEARTH_FLAG_TIED_EMBEDDINGS ? " (tied)" : "",
+           (unsigned long long)m->map_bytes);
+    printf("cpu features: avx2 %d, fma %d, f16c %d, avx512f %d, avx512bw %d, avx512vl %d, "
+           "avx512vnni %d, avxvnni %d\n", f.avx2, f.fma, f.f16c, f.avx512f, f.avx512bw,
+           f.avx512vl, f.avx512vnni, f.avxvnni);
+    printf("kernels: %s\nthreads: %d\n", e->kern->name, pool_size(e->pool));
+}
+
 static void print_tokenization(const struct model *m, const char *text)
 {
     size_t n;
@@ -212,11 +271,12 @@ static void print_tokenization(const struct model *m, const char *text)
     free(ids);
 }
 
-static void print_logits(const struct model *m, const int32_t *ids, size_t n_ids)
+static void print_logits(const struct model *m, const struct engine *e, const int32_t *ids,
+                         size_t n_ids)
 {
     char err[HEARTH_ERR_BYTES];
     struct state s;
-    if (state_init(&s, m, (uint32_t)n_ids, err) < 0)
+    if (state_init(&s, m, (uint32_t)n_ids, e->kern, e->pool, err) < 0)
         die("%s", err);
     float *logits = NULL;
     for (size_t pos = 0; pos < n_ids; pos++)
@@ -252,13 +312,13 @@ static double now_s(void)
 
 /* Runs `steps` positions: the prompt is forced, then tokens are sampled
  * until a stop id or the last step; every token after the first is printed. */
-static void generate(const struct model *m, const struct options *o, const int32_t *prompt,
-                     size_t n_prompt, uint32_t steps)
+static void generate(const struct model *m, const struct engine *e, const struct options *o,
+                     const int32_t *prompt, size_t n_prompt, uint32_t steps)
 {
     char err[HEARTH_ERR_BYTES];
     struct state s;
     struct sampler sampler;
-    if (state_init(&s, m, steps, err) < 0 ||
+    if (state_init(&s, m, steps, e->kern, e->pool, err) < 0 ||
         sampler_init(&sampler, m->cfg.vocab_size, o->temperature, o->top_p, o->seed, err) < 0)
         die("%s", err);
     struct utf8_stream u = {0};
@@ -292,12 +352,17 @@ static void generate(const struct model *m, const struct options *o, const int32
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "bench"))
+        return bench_main(argc - 2, argv + 2);
     struct options o = parse_args(argc, argv);
+    struct engine engine = engine_start(&o);
     char err[HEARTH_ERR_BYTES];
     struct model m;
     if (model_open(&m, o.model_path, err) < 0)
         die("%s", err);
-    if (o.verify) {
+    if (o.info) {
+        print_info(&m, &engine);
+    } else if (o.verify) {
         if (model_verify_checksum(&m, err) < 0)
             die("%s", err);
         printf("%s: checksum ok\n", o.model_path);
@@ -311,7 +376,7 @@ int main(int argc, char **argv)
         if (n_prompt > ctx)
             die("the prompt is %zu tokens, longer than the model's context of %u", n_prompt, ctx);
         if (o.logits) {
-            print_logits(&m, prompt, n_prompt);
+            print_logits(&m, &engine, prompt, n_prompt);
         } else {
             if (o.steps > (long)ctx) {
                 fprintf(stderr, "run: -n %ld exceeds the model's context; clamped to %u\n",
@@ -319,10 +384,11 @@ int main(int argc, char **argv)
                 o.steps = ctx;
             }
             uint32_t steps = (uint32_t)o.steps < n_prompt ? (uint32_t)n_prompt : (uint32_t)o.steps;
-            generate(&m, &o, prompt, n_prompt, steps);
+            generate(&m, &engine, &o, prompt, n_prompt, steps);
         }
         free(prompt);
     }
     model_close(&m);
+    pool_destroy(engine.pool);
     return 0;
 }

@@ -1,7 +1,8 @@
 /* sampler.c - picks the next token from a vector of logits: argmax at
  * temperature 0, otherwise a draw from softmax(logits / temperature),
  * optionally restricted to the top-p nucleus, with a seeded xorshift64* RNG
- * so the same seed and logits give the same tokens on every platform.
+ * so the same seed and logits give the same tokens (the RNG and the order of
+ * every sum are fixed; only expf comes from the platform libm).
  *
  * It does not do top-k, min-p or repetition penalties, and it allocates only
  * in sampler_init: sampler_sample works in the scratch array made there. */
@@ -153,7 +154,7 @@ static void sift_down(struct prob_index *h, uint32_t n, uint32_t i)
 
 /* Copies the tokens that can be in the nucleus into scratch; returns how many.
  *
- * Why the cutoff is safe (the trick from llama2.c's sample_topp): let
+ * Why the cutoff is safe (the trick from llama2.c run.c, sample_topp): let
  * c = (1 - top_p) / (n - 1) of the total mass. If at most n - 1 tokens are
  * below c, together they hold less than (n - 1) c = 1 - top_p, so the tokens
  * at or above c hold more than top_p; they also come first in the sorted
@@ -215,10 +216,10 @@ int32_t sampler_sample(struct sampler *s, float *logits)
     uint32_t n = s->vocab_size;
     if (s->temperature == 0 || n == 1)
         return argmax(logits, n);
-    /* A +inf logit is certain; if the best is -inf, all are. NaN logits (a broken model) leave no
-     * distribution to draw from; the sampler has no error channel, so it
-     * falls back on the argmax of the numbers, decided before the weights
-     * overwrite them. */
+    /* A +inf logit is certain; if the best is -inf, all are. NaN logits (a
+     * broken model) leave no distribution to draw from; the sampler has no
+     * error channel, so it falls back on the argmax of the numbers, decided
+     * before the weights overwrite them. */
     int32_t best = argmax(logits, n);
     if (isinf(logits[best]))
         return best;

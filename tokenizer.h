@@ -45,15 +45,18 @@ size_t tokenizer_decode(const struct tokenizer *t, int32_t prev, int32_t id,
                         char *out, size_t cap);
 
 /* Holds back incomplete UTF-8 sequences so streamed output never prints half
- * a character. Invalid bytes are passed through one by one. */
+ * a character. Ill-formed input becomes U+FFFD (EF BF BD): one per byte that
+ * starts no character (invalid, overlong, surrogate, above U+10FFFF), and one
+ * per character cut short (Unicode's maximal-subpart rule). Start from {0}. */
 struct utf8_stream {
     unsigned char pending[4];
     int n_pending;
 };
-/* Appends n bytes; writes the complete characters to out (cap >= n + 4) and
- * returns their count. */
+/* Appends n bytes; writes the complete characters to out (cap >= 3 * (n + 4))
+ * and returns their count. */
 size_t utf8_stream_push(struct utf8_stream *s, const char *in, size_t n, char *out);
-/* Returns the bytes still pending (an incomplete tail) and clears them. */
+/* Ends the stream: writes one U+FFFD if an incomplete character is pending
+ * (out needs 3 bytes), clears it and returns the count. */
 size_t utf8_stream_flush(struct utf8_stream *s, char *out);
 
 #endif

@@ -22,7 +22,7 @@ static void usage(FILE *to)
             "usage: ./export SOURCE -o OUT [options]\n"
             "  SOURCE             a Hugging Face model folder, or a llama2.c checkpoint file\n"
             "  -o, --output OUT   the hearth model file to write\n"
-            "  --type TYPE        weight type of the 2-D matrices: f32 (default)\n"
+            "  --type TYPE        weight type of the 2-D matrices: f32 (default), q8_0, q4_0\n"
             "  --tokenizer FILE   tokenizer for a llama2.c checkpoint: tokenizer.bin or\n"
             "                     tokenizer.model (a folder brings its own)\n"
             "  -q, --quiet        print nothing but errors\n"
@@ -52,7 +52,11 @@ static uint32_t parse_type(const char *name)
 {
     if (!strcmp(name, "f32"))
         return HEARTH_F32;
-    die_usage("--type must be f32 (quantized types are not built yet)");
+    if (!strcmp(name, "q8_0"))
+        return HEARTH_Q8_0;
+    if (!strcmp(name, "q4_0"))
+        return HEARTH_Q4_0;
+    die_usage("--type must be f32, q8_0 or q4_0");
     return 0;
 }
 
@@ -144,6 +148,26 @@ static void print_config(const struct options *o, const struct source *src)
             src->vocab.hdr.n_tokens, c->bos_id, c->eos_id);
 }
 
+/* Says what was written, naming matrices that could not take the type. */
+static void print_written(const struct options *o, const struct source *src)
+{
+    uint32_t n_typed = 0;
+    for (uint32_t i = 0; i < src->n_tensors; i++) {
+        const struct src_tensor *t = &src->tensors[i];
+        if (t->rows == 1)
+            continue;
+        if (stored_type(t, o->type) == o->type)
+            n_typed++;
+        else
+            fprintf(stderr, "note: %s kept as f32: %llu columns are not a multiple of 32\n",
+                    t->name, (unsigned long long)t->cols);
+    }
+    struct stat st;
+    long long n_bytes = stat(o->output, &st) == 0 ? (long long)st.st_size : -1;
+    fprintf(stderr, "wrote %s: %u tensors (%u matrices %s, vectors f32), %lld bytes\n",
+            o->output, src->n_tensors, n_typed, hearth_type_name(o->type), n_bytes);
+}
+
 int main(int argc, char **argv)
 {
     struct options o = parse_args(argc, argv);
@@ -154,12 +178,8 @@ int main(int argc, char **argv)
     char err[HEARTH_ERR_BYTES];
     if (hearth_write(&src, o.output, o.type, !o.quiet, err) < 0)
         die(err);
-    if (!o.quiet) {
-        struct stat st;
-        long long n_bytes = stat(o.output, &st) == 0 ? (long long)st.st_size : -1;
-        fprintf(stderr, "wrote %s: %u tensors, matrices %s, %lld bytes\n", o.output,
-                src.n_tensors, hearth_type_name(o.type), n_bytes);
-    }
+    if (!o.quiet)
+        print_written(&o, &src);
     source_free(&src);
     return 0;
 }

@@ -9,12 +9,15 @@
  *
  * Not here: serialization, streaming, comments or any other extension. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "json.h"
 #include "../err.h"
@@ -506,7 +509,8 @@ static int close_frame(struct parser *p, struct json *v)
 {
     struct frame f = p->frames[--p->n_frames];
     size_t n = p->n_scratch - f.first_child;
-    const struct json_member *kids = p->scratch + f.first_child;
+    /* (scratch may still be NULL when there are no children) */
+    const struct json_member *kids = n ? p->scratch + f.first_child : NULL;
     memset(v, 0, sizeof *v);
     v->type = f.type;
     v->offset = f.offset;
@@ -544,6 +548,7 @@ static int close_frame(struct parser *p, struct json *v)
     return 0;
 }
 
+/* true, false or null at p->pos; v is already zeroed with its offset set. */
 static int literal(struct parser *p, const char *word, uint8_t type, struct json *v)
 {
     size_t len = strlen(word);
@@ -552,9 +557,7 @@ static int literal(struct parser *p, const char *word, uint8_t type, struct json
         return parse_error(p, p->pos, "unexpected %s, expected a value",
                            describe_byte(p, p->pos, buf));
     }
-    memset(v, 0, sizeof *v);
     v->type = type;
-    v->offset = p->pos;
     p->pos += len;
     return 0;
 }
@@ -850,4 +853,44 @@ int json_get_typed(const struct json *obj, const char *what, const char *key, in
         return wrong_type(what, key, json_type_name(type), v, err);
     *out = v;
     return 1;
+}
+
+/* ---- files --------------------------------------------------------------- */
+
+int json_parse_file(const char *path, uint64_t max_bytes, unsigned max_depth,
+                    struct json_doc **out, char *err)
+{
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return fail(err, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return fail(err, "%s: not a regular file", path);
+    }
+    if ((uint64_t)st.st_size > max_bytes) {
+        close(fd);
+        return fail(err, "%s: %lld bytes is too large for this JSON file (limit %" PRIu64 ")",
+                    path, (long long)st.st_size, max_bytes);
+    }
+    size_t n = (size_t)st.st_size, done = 0;
+    char *buf = malloc(n ? n : 1);
+    if (!buf) {
+        close(fd);
+        return fail(err, "%s: out of memory for %zu bytes", path, n);
+    }
+    while (done < n) {
+        ssize_t got = read(fd, buf + done, n - done);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            break;
+        done += (size_t)got;
+    }
+    close(fd);
+    int rc = done == n ? json_parse(buf, n, max_depth, path, out, err)
+                       : fail(err, "%s: short read (%zu of %zu bytes)", path, done, n);
+    free(buf);
+    return rc;
 }

@@ -1,7 +1,7 @@
 /* exporter/json.h - a strict RFC 8259 JSON parser that builds a read-only
  * tree, for config.json, tokenizer.json and safetensors headers.
  *
- * What it does: parses a whole buffer (no streaming), keeps object members in
+ * What it does: parses a whole buffer or file (no streaming), keeps object members in
  * file order, looks members up by key (hashed for large objects), decodes
  * \u escapes (surrogate pairs to UTF-8; a lone surrogate is an error), keeps
  * string lengths so strings may contain NUL, keeps every number as a double
@@ -80,6 +80,11 @@ int json_parse(const char *text, size_t n_bytes, unsigned max_depth, const char 
                struct json_doc **out, char *err);
 const struct json *json_root(const struct json_doc *doc);
 void json_free(struct json_doc *doc);
+
+/* Reads the regular file at path (at most max_bytes long) and parses it as
+ * json_parse does, with path as `what`. */
+int json_parse_file(const char *path, uint64_t max_bytes, unsigned max_depth,
+                    struct json_doc **out, char *err);
 
 /* Tree access; all return NULL / 0 for a value of the wrong type. */
 const struct json *json_get(const struct json *obj, const char *key);

@@ -32,15 +32,19 @@ static uint64_t file_offset(const struct pb_reader *r)
     return r->base + r->pos;
 }
 
-/* Decodes a varint at r->pos. A 10th byte may only carry bit 63. */
+/* Decodes a varint at r->pos: at most 10 bytes, and the 10th may only carry
+ * bit 63. */
 static int read_varint(struct pb_reader *r, uint64_t *out, const char *what, char *err)
 {
     uint64_t start = file_offset(r), v = 0;
-    for (int i = 0; i < PB_MAX_VARINT_BYTES; i++) {
+    for (int i = 0;; i++) {
         if (r->pos >= r->n)
             return fail(err, "%s: truncated varint (%s) at offset %" PRIu64, r->path, what,
                         start);
         uint8_t b = r->data[r->pos++];
+        if (i == PB_MAX_VARINT_BYTES - 1 && (b & 0x80))
+            return fail(err, "%s: varint (%s) at offset %" PRIu64 " is longer than 10 bytes",
+                        r->path, what, start);
         if (i == PB_MAX_VARINT_BYTES - 1 && b > 1)
             return fail(err, "%s: varint (%s) at offset %" PRIu64 " overflows 64 bits",
                         r->path, what, start);
@@ -50,8 +54,6 @@ static int read_varint(struct pb_reader *r, uint64_t *out, const char *what, cha
             return 0;
         }
     }
-    return fail(err, "%s: varint (%s) at offset %" PRIu64 " is longer than 10 bytes", r->path,
-                what, start);
 }
 
 static int read_fixed(struct pb_reader *r, size_t width, uint64_t *out, char *err)

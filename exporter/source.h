@@ -61,8 +61,13 @@ int vocab_read_tokenizer_json(const char *path, struct vocab *v, char *err); /* 
  * malloc'd buffer. */
 int vocab_serialize(const struct vocab *v, uint8_t **out, uint64_t *n_bytes, char *err);
 
+/* The type a tensor is stored as when matrices are exported as out_type:
+ * vectors, and matrices whose cols are not a multiple of 32, stay F32. */
+uint32_t stored_type(const struct src_tensor *t, uint32_t out_type);
+
 /* Writes the hearth model file for src at out_path with 2-D weights stored
- * as out_type (HEARTH_F32 for now). Prints progress to stderr when verbose. */
+ * as out_type (HEARTH_F32, HEARTH_Q8_0 or HEARTH_Q4_0, see stored_type).
+ * Prints progress to stderr when verbose. */
 int hearth_write(const struct source *src, const char *out_path, uint32_t out_type,
                  int verbose, char *err);
 

@@ -586,10 +586,10 @@ int vocab_read_spm_model(const char *path, struct vocab *v, char *err)
     pb_reader_init(&model, file, n, 0, path);
     uint64_t n_pieces;
     int rc = scan_model(&model, &s, &n_pieces, err);
+    if (rc == 0 && n_pieces == 0)
+        rc = fail(err, "%s: no pieces (ModelProto field 1); not a SentencePiece model", path);
     if (rc == 0 && check_settings(&s, path, err) < 0)
         rc = -1;
-    if (rc == 0 && n_pieces == 0)
-        rc = fail(err, "%s: no pieces (ModelProto field 1)", path);
     if (rc == 0 && n_pieces > VOCAB_MAX_TOKENS)
         rc = fail(err, "%s: %" PRIu64 " pieces is more than the limit %u", path, n_pieces,
                   VOCAB_MAX_TOKENS);
@@ -627,7 +627,9 @@ static uint32_t le32(const uint8_t *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-/* Walks the token records; counts them and checks every length. */
+/* Walks every token record to the end of the file, checking each length,
+ * and counts them. The file stores no count of its own: llama2.c takes it
+ * from the checkpoint's vocab_size, which the caller passes as want (0: any). */
 static int scan_llama2c(const uint8_t *file, size_t n, uint32_t want, const char *path,
                         uint32_t *n_tokens, char *err)
 {
@@ -636,7 +638,7 @@ static int scan_llama2c(const uint8_t *file, size_t n, uint32_t want, const char
     uint32_t max_len = le32(file);
     size_t pos = 4;
     uint32_t count = 0;
-    while (pos < n && (want == 0 || count < want)) {
+    while (pos < n) {
         if (count >= VOCAB_MAX_TOKENS)
             return fail(err, "%s: more than %u tokens", path, VOCAB_MAX_TOKENS);
         if (n - pos < 8)
@@ -652,11 +654,9 @@ static int scan_llama2c(const uint8_t *file, size_t n, uint32_t want, const char
         pos += 8 + (size_t)len;
         count++;
     }
-    if (want && count < want)
-        return fail(err, "%s: has %u tokens, expected %u", path, count, want);
-    if (pos != n)
-        return fail(err, "%s: %zu unexpected bytes after token %u (expected %u tokens)", path,
-                    n - pos, count - 1, want);
+    if (want && count != want)
+        return fail(err, "%s: holds %u tokens, but the model's vocab_size is %u", path, count,
+                    want);
     if (count < 3)
         return fail(err, "%s: %u tokens; llama2.c needs at least <unk>, <s>, </s>", path, count);
     *n_tokens = count;
@@ -727,7 +727,7 @@ int vocab_read_llama2c(const char *path, uint32_t n_tokens, struct vocab *v, cha
     size_t n;
     if (read_file(path, &file, &n, err) < 0)
         return -1;
-    uint32_t count;
+    uint32_t count = 0;
     int rc = scan_llama2c(file, n, n_tokens, path, &count, err);
     if (rc == 0)
         rc = alloc_vocab(v, count, path, err);

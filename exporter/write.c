@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../kernels/kernels.h"
 #include "../quant.h"
 #include "source.h"
 
@@ -61,9 +62,13 @@ static uint64_t source_row(const struct src_tensor *t, uint64_t row, uint64_t n)
     return head * head_dim + (i % 2) * half + i / 2;
 }
 
-static uint32_t stored_type(const struct src_tensor *t, uint32_t out_type)
+/* Norms and biases stay F32; a matrix whose rows do not split into blocks
+ * of 32 cannot be block-quantized and stays F32 too. */
+uint32_t stored_type(const struct src_tensor *t, uint32_t out_type)
 {
-    return t->rows == 1 ? HEARTH_F32 : out_type; /* norms and biases stay F32 */
+    if (t->rows == 1 || (out_type != HEARTH_F32 && t->cols % QK != 0))
+        return HEARTH_F32;
+    return out_type;
 }
 
 static int read_at(const struct src_tensor *t, void *buf, uint64_t n_bytes, uint64_t offset,
@@ -81,29 +86,57 @@ static int read_at(const struct src_tensor *t, void *buf, uint64_t n_bytes, uint
     return 0;
 }
 
-/* Writes one tensor as F32, permuting rows (matrices) or elements (biases). */
-static int write_tensor(struct out_file *o, const struct src_tensor *t, void *raw, float *row,
+/* Reads source row `row` of t (after unpermuting) as floats. */
+static int read_row_f32(const struct src_tensor *t, uint64_t row, void *raw, float *out, char *err)
+{
+    uint64_t row_bytes = t->cols * hearth_type_elem_bytes(t->type);
+    uint64_t from = source_row(t, row, t->rows);
+    if (read_at(t, raw, row_bytes, t->offset + from * row_bytes, err) < 0)
+        return -1;
+    convert_to_f32(t->type, raw, out, t->cols);
+    return 0;
+}
+
+/* A vector: elements permuted like rows (q/k biases). */
+static int write_vector(struct out_file *o, const struct src_tensor *t, void *raw, float *buf,
                         char *err)
 {
-    uint32_t elem = hearth_type_elem_bytes(t->type);
-    if (t->rows == 1) {
-        if (read_at(t, raw, t->cols * elem, t->offset, err) < 0)
+    if (read_at(t, raw, t->cols * hearth_type_elem_bytes(t->type), t->offset, err) < 0)
+        return -1;
+    convert_to_f32(t->type, raw, buf, t->cols);
+    for (uint64_t i = 0; i < t->cols; i++) {
+        float v = buf[source_row(t, i, t->cols)];
+        if (out_write(o, &v, sizeof v, err) < 0)
             return -1;
-        convert_to_f32(t->type, raw, row, t->cols);
-        for (uint64_t i = 0; i < t->cols; i++) {
-            float v = row[source_row(t, i, t->cols)];
-            if (out_write(o, &v, sizeof v, err) < 0)
+    }
+    return 0;
+}
+
+/* A matrix in groups of 16 rows: F32 rows as they are, or one packed group
+ * of the interleaved Q8_0/Q4_0 layout (kernels/kernels.h). */
+static int write_matrix(struct out_file *o, const struct src_tensor *t, uint32_t type,
+                        void *raw, float *rows, uint8_t *packed, char *err)
+{
+    uint64_t group_bytes = hearth_tensor_bytes(type, ROW_GROUP, t->cols);
+    for (uint64_t r0 = 0; r0 < t->rows; r0 += ROW_GROUP) {
+        int n = t->rows - r0 < ROW_GROUP ? (int)(t->rows - r0) : ROW_GROUP;
+        const float *row_ptrs[ROW_GROUP];
+        for (int i = 0; i < n; i++) {
+            row_ptrs[i] = rows + (uint64_t)i * t->cols;
+            if (read_row_f32(t, r0 + (uint64_t)i, raw, rows + (uint64_t)i * t->cols, err) < 0)
                 return -1;
         }
-        return 0;
-    }
-    uint64_t row_bytes = t->cols * elem;
-    for (uint64_t r = 0; r < t->rows; r++) {
-        uint64_t from = source_row(t, r, t->rows);
-        if (read_at(t, raw, row_bytes, t->offset + from * row_bytes, err) < 0)
-            return -1;
-        convert_to_f32(t->type, raw, row, t->cols);
-        if (out_write(o, row, t->cols * sizeof(float), err) < 0)
+        int rc;
+        if (type == HEARTH_F32) {
+            rc = out_write(o, rows, (size_t)n * t->cols * sizeof(float), err);
+        } else {
+            if (type == HEARTH_Q8_0)
+                pack_group_q8_0(row_ptrs, n, t->cols, packed);
+            else
+                pack_group_q4_0(row_ptrs, n, t->cols, packed);
+            rc = out_write(o, packed, group_bytes, err);
+        }
+        if (rc < 0)
             return -1;
     }
     return 0;
@@ -169,10 +202,11 @@ static int write_body(struct out_file *o, const struct source *src, const uint8_
         if (src->tensors[i].cols > max_cols)
             max_cols = src->tensors[i].cols;
     void *raw = malloc(max_cols * sizeof(float));
-    float *row = malloc(max_cols * sizeof(float));
+    float *rows = malloc(ROW_GROUP * max_cols * sizeof(float));
+    uint8_t *packed = malloc(ROW_GROUP * max_cols * sizeof(float));
     int rc = -1;
-    if (!raw || !row) {
-        fail(err, "out of memory for a %llu-column row", (unsigned long long)max_cols);
+    if (!raw || !rows || !packed) {
+        fail(err, "out of memory for a %llu-column row group", (unsigned long long)max_cols);
         goto done;
     }
     if (out_write(o, h, sizeof *h, err) < 0 || out_write(o, tok, h->tokenizer_bytes, err) < 0 ||
@@ -182,7 +216,10 @@ static int write_body(struct out_file *o, const struct source *src, const uint8_
     uint64_t done_bytes = 0;
     for (uint32_t i = 0; i < src->n_tensors; i++) {
         const struct src_tensor *t = &src->tensors[i];
-        if (out_pad_to(o, dir[i].offset, err) < 0 || write_tensor(o, t, raw, row, err) < 0)
+        if (out_pad_to(o, dir[i].offset, err) < 0)
+            goto done;
+        if (t->rows == 1 ? write_vector(o, t, raw, rows, err) < 0
+                         : write_matrix(o, t, dir[i].type, raw, rows, packed, err) < 0)
             goto done;
         done_bytes += t->rows * t->cols * hearth_type_elem_bytes(t->type);
         show_progress(src, done_bytes, verbose);
@@ -193,15 +230,16 @@ static int write_body(struct out_file *o, const struct source *src, const uint8_
         fprintf(stderr, "\n");
 done:
     free(raw);
-    free(row);
+    free(rows);
+    free(packed);
     return rc;
 }
 
 int hearth_write(const struct source *src, const char *out_path, uint32_t out_type, int verbose,
                  char *err)
 {
-    if (out_type != HEARTH_F32)
-        return fail(err, "output type %s is not supported by this build (use f32)",
+    if (out_type != HEARTH_F32 && out_type != HEARTH_Q8_0 && out_type != HEARTH_Q4_0)
+        return fail(err, "output type %s is not supported (use f32, q8_0 or q4_0)",
                     hearth_type_name(out_type));
     for (uint32_t i = 0; i < src->n_tensors; i++)
         if (check_tensor(&src->tensors[i], err) < 0)

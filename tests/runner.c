@@ -22,9 +22,10 @@
 #pragma weak export_tests
 #pragma weak cli_tests
 #pragma weak sampler_tests
+#pragma weak kernels_tests
 static const struct test_case *const suites[] = {
     quant_tests, tokenizer_tests, json_tests, hf_tests,
-    sampler_tests, model_tests, export_tests, cli_tests,
+    sampler_tests, kernels_tests, model_tests, export_tests, cli_tests,
 };
 
 static int checks_failed_in_test;

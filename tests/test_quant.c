@@ -42,14 +42,14 @@ static int bf16_is_nan(uint16_t h)
  * fraction bits, exponent 0 subnormal with scale 2^-14). */
 static double half_by_definition(uint16_t h)
 {
-    int exp = (h >> 10) & 0x1f;
+    int biased_exp = (h >> 10) & 0x1f;
     int frac = h & 0x3ff;
     double sign = (h & 0x8000) ? -1.0 : 1.0;
-    if (exp == 31)
+    if (biased_exp == 31)
         return frac ? NAN : sign * INFINITY;
-    if (exp == 0)
+    if (biased_exp == 0)
         return sign * ldexp(frac, -24);
-    return sign * ldexp(1.0 + frac / 1024.0, exp - 15);
+    return sign * ldexp(1.0 + frac / 1024.0, biased_exp - 15);
 }
 
 static void test_fp16_every_value(void)
@@ -322,10 +322,10 @@ static void test_tensor_bytes(void)
         {HEARTH_F32, 3, 5, 60, "f32 3x5"},
         {HEARTH_F16, 3, 5, 30, "f16 3x5"},
         {HEARTH_BF16, 1, 7, 14, "bf16 vector"},
-        {HEARTH_Q8_0, 2, 64, 2 * 2 * 34, "q8_0: 34-byte blocks of 32"},
-        {HEARTH_Q4_0, 2, 64, 2 * 2 * 18, "q4_0: 18-byte blocks of 32"},
-        {HEARTH_Q8_0, 1, 32, 34, "one q8_0 block"},
-        {HEARTH_Q4_0, 5, 4096, 5 * 128 * 18, "q4_0 5x4096"},
+        {HEARTH_Q8_0, 16, 64, 16 * 2 * 34, "q8_0: 34-byte blocks of 32"},
+        {HEARTH_Q4_0, 32, 64, 32 * 2 * 18, "q4_0: 18-byte blocks of 32"},
+        {HEARTH_Q8_0, 1, 32, 16 * 34, "one q8_0 row is padded to a group of 16"},
+        {HEARTH_Q4_0, 17, 4096, 32 * 128 * 18, "q4_0 17x4096: two groups of 16"},
         {HEARTH_Q8_0, 2, 33, 0, "q8_0 cols not a multiple of 32"},
         {HEARTH_Q4_0, 2, 16, 0, "q4_0 cols below one block"},
         {HEARTH_Q4_0, 1, 48, 0, "q4_0 cols 48"},
@@ -337,9 +337,9 @@ static void test_tensor_bytes(void)
         {HEARTH_F32, 1, 1ull << 62, 0, "f32 2^62 elements is 2^64 bytes"},
         {HEARTH_F16, 1ull << 32, 1ull << 32, 0, "rows*cols overflows"},
         {HEARTH_F32, 3, UINT64_MAX / 3, 0, "rows*cols fits, *4 does not"},
-        {HEARTH_Q8_0, UINT64_MAX, 32, 0, "q8_0 block count fits, bytes do not"},
-        {HEARTH_Q4_0, UINT64_MAX / 18, 32, UINT64_MAX / 18 * 18, "q4_0 largest that fits"},
-        {HEARTH_Q4_0, UINT64_MAX / 18 + 1, 32, 0, "q4_0 one row more overflows"},
+        {HEARTH_Q8_0, UINT64_MAX, 32, 0, "q8_0 rows cannot be padded"},
+        {HEARTH_Q4_0, UINT64_MAX / 18 / 16 * 16, 32, UINT64_MAX / 18 / 16 * 16 * 18, "q4_0 largest that fits"},
+        {HEARTH_Q4_0, UINT64_MAX / 18 / 16 * 16 + 1, 32, 0, "q4_0 one row more overflows"},
         {HEARTH_Q4_0, UINT64_MAX, UINT64_MAX - 31, 0, "q4_0 huge both ways"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

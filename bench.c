@@ -1,0 +1,439 @@
+/* bench.c - `./run bench`: how fast hearth runs on this machine, measured
+ * against the machine's own limit.
+ *
+ * Decode streams every weight once per token, so its ceiling is memory
+ * bandwidth. The bench first measures read bandwidth in-process (1 and N
+ * threads), then builds a model of a real shape with random weights in
+ * memory (no file needed) for each weight type, and reports per-matrix
+ * kernel GB/s and decode tokens/s, each as a fraction of the bandwidth
+ * roofline (bytes read per token / bandwidth). It prints medians of several
+ * runs and asserts nothing: timings never decide a test. */
+#include "bench.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "err.h"
+#include "kernels/kernels.h"
+#include "model.h"
+#include "quant.h"
+#include "threads.h"
+
+#define MAX_REPEATS 31
+
+struct shape {
+    const char *name;
+    uint32_t dim, hidden, layers, heads, kv_heads, vocab, tied;
+};
+
+/* Llama 3.2 1B (config.json of meta-llama/Llama-3.2-1B) and TinyLlama 1.1B
+ * (TinyLlama/TinyLlama-1.1B-Chat-v1.0). */
+static const struct shape shapes[] = {
+    {"llama3.2-1b", 2048, 8192, 16, 32, 8, 128256, 1},
+    {"tinyllama", 2048, 5632, 22, 32, 4, 32000, 0},
+};
+
+struct bench_options {
+    const struct shape *shape;
+    const char *kernels;
+    int threads, tokens, repeats;
+    uint32_t types[3];
+    int n_types;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* ------------------------------------------------------- memory bandwidth */
+
+struct read_job {
+    const uint64_t *buf;
+    uint64_t n_words;
+    uint64_t sums[POOL_MAX_THREADS]; /* kept so the reads are not optimised away */
+};
+
+/* Eight independent sums keep enough loads in flight to saturate DRAM with
+ * plain 8-byte loads; no SIMD is needed to read at full bandwidth. */
+static void read_worker(void *ctx, int thread, int n_threads)
+{
+    struct read_job *job = ctx;
+    unsigned long long w0, w1;
+    pool_split(job->n_words / 8, thread, n_threads, &w0, &w1);
+    uint64_t s[8] = {0};
+    for (uint64_t i = w0 * 8; i < w1 * 8; i += 8)
+        for (int k = 0; k < 8; k++)
+            s[k] += job->buf[i + (uint64_t)k];
+    job->sums[thread] = s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
+}
+
+static double read_bandwidth_gbs(struct thread_pool *pool, const uint64_t *buf, uint64_t n_bytes,
+                                 int repeats)
+{
+    struct read_job job = {.buf = buf, .n_words = n_bytes / 8};
+    double gbs[MAX_REPEATS];
+    for (int r = 0; r < repeats; r++) {
+        double t0 = now_s();
+        pool_run(pool, read_worker, &job);
+        gbs[r] = (double)n_bytes / (now_s() - t0) / 1e9;
+    }
+    return median(gbs, repeats);
+}
+
+/* ------------------------------------------------------ a model in memory */
+
+struct bench_model {
+    struct model m;
+    void *allocs[512];
+    int n_allocs;
+    uint64_t weight_bytes_per_token; /* bytes every decode step reads */
+};
+
+static uint64_t rng_next(uint64_t *s)
+{
+    /* xorshift64* (Vigna 2016), as in sampler.c */
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 0x2545F4914F6CDD1Dull;
+}
+
+/* Uniform in [-0.05, 0.05): the scale of trained Llama weights. */
+static void random_row(float *row, uint64_t n, uint64_t *rng)
+{
+    for (uint64_t i = 0; i < n; i++)
+        row[i] = ((float)(rng_next(rng) >> 40) / 16777216.0f - 0.5f) * 0.1f;
+}
+
+static int fill_tensor(struct bench_model *bm, struct tensor *t, uint32_t type, uint64_t rows,
+                       uint64_t cols, uint64_t seed, char *err)
+{
+    uint64_t n_bytes = hearth_tensor_bytes(type, rows, cols);
+    void *data = aligned_alloc(64, (n_bytes + 63) / 64 * 64);
+    float *group = malloc(ROW_GROUP * cols * sizeof(float));
+    if (!data || !group || bm->n_allocs == (int)(sizeof bm->allocs / sizeof bm->allocs[0])) {
+        free(data), free(group);
+        return fail(err, "out of memory building a %llux%llu %s tensor", (unsigned long long)rows,
+                    (unsigned long long)cols, hearth_type_name(type));
+    }
+    bm->allocs[bm->n_allocs++] = data;
+    uint64_t rng = seed * 0x9E3779B97F4A7C15ull + 1;
+    uint64_t group_bytes = hearth_tensor_bytes(type, ROW_GROUP, cols);
+    for (uint64_t r0 = 0; r0 < rows; r0 += ROW_GROUP) {
+        int n = rows - r0 < ROW_GROUP ? (int)(rows - r0) : ROW_GROUP;
+        const float *ptrs[ROW_GROUP];
+        for (int i = 0; i < n; i++) {
+            ptrs[i] = group + (uint64_t)i * cols;
+            random_row(group + (uint64_t)i * cols, cols, &rng);
+        }
+        if (type == HEARTH_F32)
+            memcpy((float *)data + r0 * cols, group, (size_t)n * cols * sizeof(float));
+        else if (type == HEARTH_Q8_0)
+            pack_group_q8_0(ptrs, n, cols, (uint8_t *)data + r0 / ROW_GROUP * group_bytes);
+        else
+            pack_group_q4_0(ptrs, n, cols, (uint8_t *)data + r0 / ROW_GROUP * group_bytes);
+    }
+    if (rows == 1) /* norm weights near 1, as trained models have */
+        for (uint64_t i = 0; i < cols; i++)
+            ((float *)data)[i] = 1.0f + ((float *)data)[i];
+    free(group);
+    *t = (struct tensor){type, rows, cols, data};
+    return 0;
+}
+
+static void free_model(struct bench_model *bm)
+{
+    for (int i = 0; i < bm->n_allocs; i++)
+        free(bm->allocs[i]);
+    free(bm->m.layers);
+    free(bm->m.rope_inv_freq);
+    memset(bm, 0, sizeof *bm);
+}
+
+static int build_model(struct bench_model *bm, const struct shape *sh, uint32_t type, char *err)
+{
+    memset(bm, 0, sizeof *bm);
+    struct hearth_header *h = &bm->m.cfg;
+    *h = (struct hearth_header){.dim = sh->dim, .hidden_dim = sh->hidden, .n_layers = sh->layers,
+                                .n_heads = sh->heads, .n_kv_heads = sh->kv_heads,
+                                .head_dim = sh->dim / sh->heads, .vocab_size = sh->vocab,
+                                .max_seq_len = 4096, .rope_theta = 500000.0f, .norm_eps = 1e-5f,
+                                .flags = sh->tied ? HEARTH_FLAG_TIED_EMBEDDINGS : 0};
+    bm->m.layers = calloc(sh->layers, sizeof *bm->m.layers);
+    bm->m.rope_inv_freq = calloc(h->head_dim / 2, sizeof(float));
+    if (!bm->m.layers || !bm->m.rope_inv_freq)
+        return fail(err, "out of memory");
+    uint64_t q_dim = (uint64_t)h->n_heads * h->head_dim, kv_dim = (uint64_t)h->n_kv_heads * h->head_dim;
+    uint64_t seed = 1;
+    int rc = fill_tensor(bm, &bm->m.token_embd, type, sh->vocab, sh->dim, seed++, err);
+    rc = rc ? rc : fill_tensor(bm, &bm->m.output_norm, HEARTH_F32, 1, sh->dim, seed++, err);
+    if (!sh->tied)
+        rc = rc ? rc : fill_tensor(bm, &bm->m.output, type, sh->vocab, sh->dim, seed++, err);
+    for (uint32_t l = 0; l < sh->layers && rc == 0; l++) {
+        struct layer *L = &bm->m.layers[l];
+        struct { struct tensor *t; uint32_t type; uint64_t rows, cols; } parts[] = {
+            {&L->attn_norm, HEARTH_F32, 1, sh->dim},   {&L->attn_q, type, q_dim, sh->dim},
+            {&L->attn_k, type, kv_dim, sh->dim},       {&L->attn_v, type, kv_dim, sh->dim},
+            {&L->attn_output, type, sh->dim, q_dim},   {&L->ffn_norm, HEARTH_F32, 1, sh->dim},
+            {&L->ffn_gate, type, sh->hidden, sh->dim}, {&L->ffn_up, type, sh->hidden, sh->dim},
+            {&L->ffn_down, type, sh->dim, sh->hidden},
+        };
+        for (size_t i = 0; i < sizeof parts / sizeof parts[0] && rc == 0; i++) {
+            rc = fill_tensor(bm, parts[i].t, parts[i].type, parts[i].rows, parts[i].cols, seed++,
+                             err);
+            bm->weight_bytes_per_token += hearth_tensor_bytes(parts[i].type, parts[i].rows,
+                                                              parts[i].cols);
+        }
+    }
+    if (rc)
+        return rc;
+    model_setup_derived(&bm->m);
+    bm->weight_bytes_per_token += hearth_tensor_bytes(bm->m.output.type, sh->vocab, sh->dim) +
+                                  (uint64_t)sh->dim * 4;
+    return 0;
+}
+
+/* ------------------------------------------------------------ measurement */
+
+/* Kernel GB/s for one kind of matrix: every layer's matrix of that kind in
+ * turn, so the bytes streamed exceed the caches as decode's do. */
+static double kernel_gbs(struct state *s, const struct bench_model *bm, size_t field_offset,
+                         int repeats)
+{
+    const struct model *m = &bm->m;
+    const struct tensor *first = (const struct tensor *)((const char *)&m->layers[0] + field_offset);
+    uint64_t bytes = hearth_tensor_bytes(first->type, first->rows, first->cols) * m->cfg.n_layers;
+    float *x = s->hb2, *out = s->hb; /* hidden-sized scratch, big enough for any layer matrix */
+    for (uint64_t i = 0; i < first->cols; i++)
+        x[i] = (float)(i % 7) * 0.1f - 0.3f;
+    double gbs[MAX_REPEATS];
+    for (int r = 0; r < repeats; r++) {
+        double t0 = now_s();
+        for (uint32_t l = 0; l < m->cfg.n_layers; l++)
+            model_matmul(s, out, x,
+                         (const struct tensor *)((const char *)&m->layers[l] + field_offset));
+        gbs[r] = (double)bytes / (now_s() - t0) / 1e9;
+    }
+    return median(gbs, repeats);
+}
+
+static double classifier_gbs(struct state *s, const struct bench_model *bm, int repeats)
+{
+    const struct tensor *w = &bm->m.output;
+    uint64_t bytes = hearth_tensor_bytes(w->type, w->rows, w->cols);
+    double gbs[MAX_REPEATS];
+    for (int r = 0; r < repeats; r++) {
+        double t0 = now_s();
+        model_matmul(s, s->logits, s->x, w);
+        gbs[r] = (double)bytes / (now_s() - t0) / 1e9;
+    }
+    return median(gbs, repeats);
+}
+
+static double decode_tokens_per_s(struct state *s, const struct bench_model *bm, int tokens,
+                                  int repeats)
+{
+    double tps[MAX_REPEATS];
+    for (int r = 0; r < repeats; r++) {
+        for (uint32_t p = 0; p < 2; p++) /* warm-up */
+            model_forward(&bm->m, s, (int32_t)(p + 1), p);
+        double t0 = now_s();
+        for (int p = 0; p < tokens; p++)
+            model_forward(&bm->m, s, (int32_t)(p * 7 + 3), (uint32_t)(p + 2));
+        tps[r] = tokens / (now_s() - t0);
+    }
+    return median(tps, repeats);
+}
+
+/* -------------------------------------------------------------- the report */
+
+struct bandwidth {
+    double one, all;
+    int n_threads;
+};
+
+static int bench_type(const struct bench_options *o, uint32_t type, const struct kernels *kern,
+                      struct thread_pool *pools[2], const struct bandwidth *bw)
+{
+    char err[HEARTH_ERR_BYTES];
+    struct bench_model bm;
+    double t0 = now_s();
+    if (build_model(&bm, o->shape, type, err) < 0) {
+        fprintf(stderr, "bench: %s\n", err);
+        free_model(&bm);
+        return -1;
+    }
+    printf("\n%s %s: %.2f GB of weights read per token (built in %.1f s)\n", o->shape->name,
+           hearth_type_name(type), bm.weight_bytes_per_token / 1e9, now_s() - t0);
+    static const struct { const char *name; size_t offset; } kinds[] = {
+        {"attn_q", offsetof(struct layer, attn_q)},     {"attn_k", offsetof(struct layer, attn_k)},
+        {"attn_v", offsetof(struct layer, attn_v)},     {"attn_output", offsetof(struct layer, attn_output)},
+        {"ffn_gate", offsetof(struct layer, ffn_gate)}, {"ffn_up", offsetof(struct layer, ffn_up)},
+        {"ffn_down", offsetof(struct layer, ffn_down)},
+    };
+    for (int p = 0; p < 2; p++) {
+        int n_threads = pool_size(pools[p]);
+        double bw_gbs = p == 0 ? bw->one : bw->all;
+        struct state s;
+        if (state_init(&s, &bm.m, (uint32_t)o->tokens + 2, kern, pools[p], err) < 0) {
+            fprintf(stderr, "bench: %s\n", err);
+            free_model(&bm);
+            return -1;
+        }
+        printf("  %d thread%s (%s kernels), bandwidth %.1f GB/s\n", n_threads,
+               n_threads > 1 ? "s" : "", kern->name, bw_gbs);
+        for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+            const struct tensor *t =
+                (const struct tensor *)((const char *)&bm.m.layers[0] + kinds[k].offset);
+            double gbs = kernel_gbs(&s, &bm, kinds[k].offset, o->repeats);
+            printf("    %-12s %6llu x %-6llu %7.1f GB/s  %5.1f%% of bandwidth\n", kinds[k].name,
+                   (unsigned long long)t->rows, (unsigned long long)t->cols, gbs,
+                   100 * gbs / bw_gbs);
+        }
+        double gbs = classifier_gbs(&s, &bm, o->repeats);
+        printf("    %-12s %6u x %-6u %7.1f GB/s  %5.1f%% of bandwidth\n", "classifier",
+               o->shape->vocab, o->shape->dim, gbs, 100 * gbs / bw_gbs);
+        double tps = decode_tokens_per_s(&s, &bm, o->tokens, o->repeats);
+        double roof = bw_gbs * 1e9 / (double)bm.weight_bytes_per_token;
+        printf("    decode: %.2f tokens/s, roofline %.2f tokens/s: %.1f%%\n", tps, roof,
+               100 * tps / roof);
+        state_free(&s);
+        if (pools[0] == pools[1])
+            break;
+    }
+    free_model(&bm);
+    return 0;
+}
+
+static void bench_usage(FILE *to)
+{
+    fprintf(to, "usage: ./run bench [--shape llama3.2-1b|tinyllama] [--types f32,q8_0,q4_0]\n"
+                "                   [--threads N] [--kernels NAME] [--tokens N] [--repeats N]\n");
+}
+
+static int parse_int_option(const char *opt, const char *v, int lo, int hi, int *out)
+{
+    char *end;
+    long x = v ? strtol(v, &end, 10) : 0;
+    if (!v || *end || end == v || x < lo || x > hi) {
+        fprintf(stderr, "bench: %s expects an integer in %d..%d\n", opt, lo, hi);
+        return -1;
+    }
+    *out = (int)x;
+    return 0;
+}
+
+static int parse_types(const char *v, struct bench_options *o)
+{
+    o->n_types = 0;
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", v ? v : "");
+    for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
+        uint32_t type = !strcmp(t, "f32") ? HEARTH_F32 : !strcmp(t, "q8_0") ? HEARTH_Q8_0
+                      : !strcmp(t, "q4_0") ? HEARTH_Q4_0 : UINT32_MAX;
+        if (type == UINT32_MAX || o->n_types == 3) {
+            fprintf(stderr, "bench: --types takes a list of f32, q8_0, q4_0\n");
+            return -1;
+        }
+        o->types[o->n_types++] = type;
+    }
+    return o->n_types ? 0 : -1;
+}
+
+static int parse_bench_args(int argc, char **argv, struct bench_options *o)
+{
+    *o = (struct bench_options){.shape = &shapes[0], .tokens = 16, .repeats = 5,
+                                .types = {HEARTH_Q4_0, HEARTH_Q8_0, HEARTH_F32}, .n_types = 3,
+                                .threads = (int)sysconf(_SC_NPROCESSORS_ONLN)};
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int rc = 0;
+        if (!strcmp(a, "--threads"))
+            rc = parse_int_option(a, v, 1, POOL_MAX_THREADS, &o->threads), i++;
+        else if (!strcmp(a, "--tokens"))
+            rc = parse_int_option(a, v, 1, 4000, &o->tokens), i++;
+        else if (!strcmp(a, "--repeats"))
+            rc = parse_int_option(a, v, 1, MAX_REPEATS, &o->repeats), i++;
+        else if (!strcmp(a, "--kernels") && v)
+            o->kernels = v, i++;
+        else if (!strcmp(a, "--types"))
+            rc = parse_types(v, o), i++;
+        else if (!strcmp(a, "--shape") && v) {
+            size_t k = 0;
+            while (k < sizeof shapes / sizeof shapes[0] && strcmp(shapes[k].name, v))
+                k++;
+            if (k == sizeof shapes / sizeof shapes[0]) {
+                fprintf(stderr, "bench: unknown shape '%s'\n", v);
+                return -1;
+            }
+            o->shape = &shapes[k], i++;
+        } else {
+            fprintf(stderr, "bench: unknown option or missing value: %s\n", a);
+            rc = -1;
+        }
+        if (rc < 0) {
+            bench_usage(stderr);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int bench_main(int argc, char **argv)
+{
+    struct bench_options o;
+    if (parse_bench_args(argc, argv, &o) < 0)
+        return 2;
+    char err[HEARTH_ERR_BYTES];
+    const struct kernels *kern = kernels_select(o.kernels, err);
+    struct thread_pool *pools[2] = {pool_create(1, err), NULL};
+    if (!kern || !pools[0]) {
+        fprintf(stderr, "bench: %s\n", err);
+        return 1;
+    }
+    pools[1] = o.threads == 1 ? pools[0] : pool_create(o.threads, err);
+    if (!pools[1]) {
+        fprintf(stderr, "bench: %s\n", err);
+        return 1;
+    }
+    const uint64_t n_bytes = 1ull << 30;
+    uint64_t *buf = aligned_alloc(64, n_bytes);
+    if (!buf) {
+        fprintf(stderr, "bench: out of memory for a 1 GiB bandwidth buffer\n");
+        return 1;
+    }
+    memset(buf, 1, n_bytes);
+    struct bandwidth bw = {read_bandwidth_gbs(pools[0], buf, n_bytes, o.repeats),
+                           read_bandwidth_gbs(pools[1], buf, n_bytes, o.repeats), o.threads};
+    free(buf);
+    printf("memory read bandwidth (1 GiB buffer, median of %d): 1 thread %.1f GB/s, "
+           "%d threads %.1f GB/s\n", o.repeats, bw.one, o.threads, bw.all);
+    int rc = 0;
+    for (int i = 0; i < o.n_types && rc == 0; i++)
+        rc = bench_type(&o, o.types[i], kern, pools, &bw);
+    if (pools[1] != pools[0])
+        pool_destroy(pools[1]);
+    pool_destroy(pools[0]);
+    return rc ? 1 : 0;
+}

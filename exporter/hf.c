@@ -1,0 +1,787 @@
+/* exporter/hf.c - reads a Hugging Face Llama model folder: config.json
+ * (plus generation_config.json when present), the safetensors weights (one
+ * model.safetensors, or shards listed by model.safetensors.index.json) and
+ * the tokenizer (tokenizer.model, else tokenizer.json), into struct source.
+ *
+ * It describes tensors (file, offset, type, shape, the rotary row order to
+ * undo) and never reads or converts weight data; the writer streams it.
+ * Only LlamaForCausalLM is accepted; anything else is refused by name.
+ *
+ * Config field names and defaults: transformers LlamaConfig
+ * (models/llama/configuration_llama.py: num_key_value_heads defaults to
+ * num_attention_heads, rope_theta to 10000, tie_word_embeddings, attention_bias
+ * and mlp_bias to false, hidden_act to "silu"); rope_scaling "llama3":
+ * transformers modeling_rope_utils.py, _compute_llama3_parameters (FACTS.md).
+ * Tensor names: transformers LlamaModel / LlamaForCausalLM state dict; the
+ * hearth names follow GGUF (llama.cpp gguf-py constants.py, MODEL_TENSOR). */
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "json.h"
+#include "safetensors.h"
+#include "source.h"
+
+/* Upper limits on config values. Far above real models (Llama 3.1 405B:
+ * dim 16384, hidden 53248, 126 layers, 128 heads; vocabularies up to a few
+ * hundred thousand); they keep every size product far from overflow. */
+#define HF_MAX_DIM (1 << 16)
+#define HF_MAX_HIDDEN (1 << 20)
+#define HF_MAX_LAYERS 1024
+#define HF_MAX_HEADS 1024
+#define HF_MAX_VOCAB (1 << 22)
+#define HF_MAX_CONTEXT (1 << 26)
+#define HF_MAX_JSON_BYTES (64u << 20) /* config.json, index, generation_config */
+
+/* ---- small helpers ------------------------------------------------------- */
+
+static int join_path(char *out, const char *dir, const char *name, char *err)
+{
+    int n = snprintf(out, PATH_MAX, "%s/%s", dir, name);
+    if (n < 0 || n >= PATH_MAX)
+        return fail(err, "%s/%s: path too long", dir, name);
+    return 0;
+}
+
+static int file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static int read_json_file(const char *path, struct json_doc **doc, char *err)
+{
+    return json_parse_file(path, HF_MAX_JSON_BYTES, JSON_DEFAULT_MAX_DEPTH, doc, err);
+}
+
+/* ---- config.json --------------------------------------------------------- */
+
+/* What config.json says beyond struct hearth_header. */
+struct hf_extra {
+    int tied;
+    int attention_bias;
+    int has_bos;
+    uint32_t bos_id;
+    uint32_t n_eos;                       /* eos ids from config.json, first = eos */
+    uint32_t eos[HEARTH_MAX_STOP_IDS];
+};
+
+static int check_architecture(const struct json *root, const char *what, char *err)
+{
+    const struct json *arch, *type;
+    if (json_get_typed(root, what, "architectures", JSON_REQUIRED, JSON_ARRAY, &arch, err) < 0)
+        return -1;
+    int found = 0;
+    for (size_t i = 0; i < arch->n; i++)
+        found |= json_is_string(json_at(arch, i), "LlamaForCausalLM");
+    if (!found) {
+        const struct json *first = json_at(arch, 0);
+        return fail(err, "%s: architectures [%s%.64s%s] is not supported; hearth exports: "
+                    "LlamaForCausalLM", what, first && first->type == JSON_STRING ? "\"" : "",
+                    first && first->type == JSON_STRING ? first->u.str : "",
+                    first && first->type == JSON_STRING ? "\"" : "");
+    }
+    if (json_get_typed(root, what, "model_type", JSON_REQUIRED, JSON_STRING, &type, err) < 0)
+        return -1;
+    if (!json_is_string(type, "llama"))
+        return fail(err, "%s: model_type \"%.64s\" is not supported; hearth exports: llama",
+                    what, type->u.str);
+    return 0;
+}
+
+/* Reads a required positive integer field no larger than max. */
+static int get_dim(const struct json *root, const char *what, const char *key, int64_t max,
+                   uint32_t *out, char *err)
+{
+    int64_t v;
+    if (json_get_int(root, what, key, JSON_REQUIRED, 1, max, &v, err) < 0)
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int read_shape(const struct json *root, const char *what, struct hearth_header *c,
+                      char *err)
+{
+    if (get_dim(root, what, "hidden_size", HF_MAX_DIM, &c->dim, err) < 0 ||
+        get_dim(root, what, "intermediate_size", HF_MAX_HIDDEN, &c->hidden_dim, err) < 0 ||
+        get_dim(root, what, "num_hidden_layers", HF_MAX_LAYERS, &c->n_layers, err) < 0 ||
+        get_dim(root, what, "num_attention_heads", HF_MAX_HEADS, &c->n_heads, err) < 0 ||
+        get_dim(root, what, "vocab_size", HF_MAX_VOCAB, &c->vocab_size, err) < 0 ||
+        get_dim(root, what, "max_position_embeddings", HF_MAX_CONTEXT, &c->max_seq_len, err) < 0)
+        return -1;
+    int64_t kv = c->n_heads, head_dim;
+    if (json_get_int(root, what, "num_key_value_heads", JSON_OPTIONAL, 1, HF_MAX_HEADS, &kv,
+                     err) < 0)
+        return -1;
+    c->n_kv_heads = (uint32_t)kv;
+    if (c->dim % c->n_heads)
+        return fail(err, "%s: num_attention_heads %u does not divide hidden_size %u", what,
+                    c->n_heads, c->dim);
+    if (c->n_heads % c->n_kv_heads)
+        return fail(err, "%s: num_key_value_heads %u does not divide num_attention_heads %u",
+                    what, c->n_kv_heads, c->n_heads);
+    c->head_dim = c->dim / c->n_heads;
+    if (c->head_dim % 2)
+        return fail(err, "%s: head dimension hidden_size / num_attention_heads = %u is odd; "
+                    "rotary embeddings need it even", what, c->head_dim);
+    int r = json_get_int(root, what, "head_dim", JSON_OPTIONAL, 1, HF_MAX_DIM, &head_dim, err);
+    if (r < 0)
+        return -1;
+    if (r == 1 && (uint64_t)head_dim != c->head_dim)
+        return fail(err, "%s: head_dim %" PRId64 " differs from hidden_size / "
+                    "num_attention_heads = %u; hearth supports only head_dim = hidden / heads",
+                    what, head_dim, c->head_dim);
+    return 0;
+}
+
+/* A finite number in (lo, hi], as a float that is still in range. */
+static int get_positive(const struct json *obj, const char *what, const char *key, int req,
+                        double hi, float *out, char *err)
+{
+    double d;
+    int r = json_get_num(obj, what, key, req, &d, err);
+    if (r <= 0)
+        return r;
+    if (!(d > 0 && d <= hi) || !((float)d > 0))
+        return fail(err, "%s: \"%s\" = %g must be a positive number no larger than %g", what,
+                    key, d, hi);
+    *out = (float)d;
+    return 1;
+}
+
+static int read_rope_scaling(const struct json *root, const char *what, struct hearth_header *c,
+                             char *err)
+{
+    const struct json *rs, *type = NULL;
+    int r = json_get_typed(root, what, "rope_scaling", JSON_OPTIONAL, JSON_OBJECT, &rs, err);
+    if (r <= 0)
+        return r;
+    char ctx[PATH_MAX + 32];
+    snprintf(ctx, sizeof ctx, "%s: rope_scaling", what);
+    /* transformers reads "rope_type", falling back to the older "type". */
+    if (json_get_typed(rs, ctx, "rope_type", JSON_OPTIONAL, JSON_STRING, &type, err) < 0 ||
+        (!type && json_get_typed(rs, ctx, "type", JSON_OPTIONAL, JSON_STRING, &type, err) < 0))
+        return -1;
+    if (!type)
+        return fail(err, "%s has neither \"rope_type\" nor \"type\"", ctx);
+    /* "default" is transformers' name for unscaled rotary embeddings. */
+    if (json_is_string(type, "default"))
+        return 0;
+    if (!json_is_string(type, "llama3"))
+        return fail(err, "%s type \"%.64s\" is not supported; supported: llama3 (or null)", ctx,
+                    type->u.str);
+    int64_t orig;
+    if (get_positive(rs, ctx, "factor", JSON_REQUIRED, 1e6, &c->rope_factor, err) < 0 ||
+        get_positive(rs, ctx, "low_freq_factor", JSON_REQUIRED, 1e6, &c->rope_low_freq_factor,
+                     err) < 0 ||
+        get_positive(rs, ctx, "high_freq_factor", JSON_REQUIRED, 1e6, &c->rope_high_freq_factor,
+                     err) < 0 ||
+        json_get_int(rs, ctx, "original_max_position_embeddings", JSON_REQUIRED, 1,
+                     HF_MAX_CONTEXT, &orig, err) < 0)
+        return -1;
+    /* The smoothing formula divides by high - low (FACTS.md, llama3 scaling). */
+    if (!(c->rope_high_freq_factor > c->rope_low_freq_factor))
+        return fail(err, "%s: high_freq_factor %g must be larger than low_freq_factor %g", ctx,
+                    c->rope_high_freq_factor, c->rope_low_freq_factor);
+    c->rope_scaling = HEARTH_ROPE_SCALING_LLAMA3;
+    c->rope_orig_max_seq_len = (uint32_t)orig;
+    return 0;
+}
+
+/* eos_token_id: an id or a list of ids (null or absent: none). */
+static int read_eos_ids(const struct json *obj, const char *what, uint32_t vocab,
+                        uint32_t *ids, uint32_t *n_ids, char *err)
+{
+    const struct json *v = json_get(obj, "eos_token_id");
+    if (!v || v->type == JSON_NULL)
+        return 0;
+    int64_t id;
+    if (json_int64(v, &id)) {
+        v = NULL; /* a single id: handled below as a list of one */
+    } else if (v->type != JSON_ARRAY) {
+        return fail(err, "%s: \"eos_token_id\" must be an integer or a list of integers, found "
+                    "%s (byte %zu)", what, json_type_name(v->type), v->offset);
+    }
+    size_t n = v ? v->n : 1;
+    for (size_t i = 0; i < n; i++) {
+        if (v && !json_int64(json_at(v, i), &id))
+            return fail(err, "%s: \"eos_token_id\"[%zu] is not an integer", what, i);
+        if (id < 0 || id >= vocab)
+            return fail(err, "%s: \"eos_token_id\" %" PRId64 " is not below vocab_size %u",
+                        what, id, vocab);
+        int seen = 0;
+        for (uint32_t k = 0; k < *n_ids; k++)
+            seen |= ids[k] == (uint32_t)id;
+        if (seen)
+            continue;
+        if (*n_ids == HEARTH_MAX_STOP_IDS)
+            return fail(err, "%s: more than %u distinct \"eos_token_id\" values", what,
+                        HEARTH_MAX_STOP_IDS);
+        ids[(*n_ids)++] = (uint32_t)id;
+    }
+    return 0;
+}
+
+static int read_flags(const struct json *root, const char *what, struct hearth_header *c,
+                      struct hf_extra *x, char *err)
+{
+    const struct json *act;
+    int mlp_bias = 0;
+    if (json_get_bool(root, what, "tie_word_embeddings", JSON_OPTIONAL, &x->tied, err) < 0 ||
+        json_get_bool(root, what, "attention_bias", JSON_OPTIONAL, &x->attention_bias, err) < 0 ||
+        json_get_bool(root, what, "mlp_bias", JSON_OPTIONAL, &mlp_bias, err) < 0)
+        return -1;
+    if (mlp_bias)
+        return fail(err, "%s: mlp_bias true is not supported (hearth's FFN has no biases)", what);
+    int r = json_get_typed(root, what, "hidden_act", JSON_OPTIONAL, JSON_STRING, &act, err);
+    if (r < 0)
+        return -1;
+    if (r == 1 && !json_is_string(act, "silu"))
+        return fail(err, "%s: hidden_act \"%.64s\" is not supported; supported: silu", what,
+                    act->u.str);
+    int64_t window = 0, bos;
+    if (json_get_int(root, what, "sliding_window", JSON_OPTIONAL, 0, UINT32_MAX, &window, err) < 0)
+        return -1;
+    c->sliding_window = (uint32_t)window;
+    r = json_get_int(root, what, "bos_token_id", JSON_OPTIONAL, 0, (int64_t)c->vocab_size - 1,
+                     &bos, err);
+    if (r < 0)
+        return -1;
+    x->has_bos = r;
+    x->bos_id = r ? (uint32_t)bos : 0;
+    c->flags = x->tied ? HEARTH_FLAG_TIED_EMBEDDINGS : 0;
+    return read_eos_ids(root, what, c->vocab_size, x->eos, &x->n_eos, err);
+}
+
+static int parse_config(const struct json *root, const char *what, struct hearth_header *c,
+                        struct hf_extra *x, char *err)
+{
+    if (root->type != JSON_OBJECT)
+        return fail(err, "%s: must be a JSON object, found %s", what,
+                    json_type_name(root->type));
+    if (check_architecture(root, what, err) < 0 || read_shape(root, what, c, err) < 0)
+        return -1;
+    c->rope_theta = 10000.0f;
+    if (get_positive(root, what, "rms_norm_eps", JSON_REQUIRED, 0.5, &c->norm_eps, err) < 0 ||
+        get_positive(root, what, "rope_theta", JSON_OPTIONAL, 1e12, &c->rope_theta, err) < 0 ||
+        read_rope_scaling(root, what, c, err) < 0 || read_flags(root, what, c, x, err) < 0)
+        return -1;
+    return 0;
+}
+
+static int read_config(const char *dir, struct hearth_header *c, struct hf_extra *x, char *err)
+{
+    char path[PATH_MAX];
+    struct json_doc *doc;
+    if (join_path(path, dir, "config.json", err) < 0 || read_json_file(path, &doc, err) < 0)
+        return -1;
+    int rc = parse_config(json_root(doc), path, c, x, err);
+    json_free(doc);
+    if (rc < 0 || join_path(path, dir, "generation_config.json", err) < 0)
+        return -1;
+    /* generation_config.json may list more ids that end generation (Llama 3
+     * instruct models list <|eot_id|> there). */
+    if (!file_exists(path))
+        return 0;
+    if (read_json_file(path, &doc, err) < 0)
+        return -1;
+    const struct json *root = json_root(doc);
+    if (root->type != JSON_OBJECT)
+        rc = fail(err, "%s: must be a JSON object, found %s", path, json_type_name(root->type));
+    else
+        rc = read_eos_ids(root, path, c->vocab_size, x->eos, &x->n_eos, err);
+    json_free(doc);
+    return rc;
+}
+
+/* ---- tensor names -------------------------------------------------------- */
+
+/* Per-layer tensors in output order (the order of src->tensors). */
+enum layer_kind {
+    L_ATTN_NORM, L_Q, L_K, L_V, L_Q_BIAS, L_K_BIAS, L_V_BIAS, L_O,
+    L_FFN_NORM, L_GATE, L_UP, L_DOWN, L_N_KINDS
+};
+enum global_kind { G_EMBD, G_OUT_NORM, G_OUT, G_N_KINDS };
+
+/* Expected shape, in terms of the config. */
+enum dim_ref { D_ONE, D_DIM, D_HIDDEN, D_Q, D_KV, D_VOCAB };
+
+struct tensor_rule {
+    const char *hf;    /* name (global) or suffix after "model.layers.N." */
+    const char *hearth; /* name (global) or suffix after "blk.N." */
+    uint8_t rows, cols; /* enum dim_ref; rows D_ONE means a 1-D tensor of cols */
+    uint8_t permute;    /* 1: q heads, 2: kv heads */
+};
+
+static const struct tensor_rule layer_rules[L_N_KINDS] = {
+    [L_ATTN_NORM] = {"input_layernorm.weight", "attn_norm.weight", D_ONE, D_DIM, 0},
+    [L_Q] = {"self_attn.q_proj.weight", "attn_q.weight", D_Q, D_DIM, 1},
+    [L_K] = {"self_attn.k_proj.weight", "attn_k.weight", D_KV, D_DIM, 2},
+    [L_V] = {"self_attn.v_proj.weight", "attn_v.weight", D_KV, D_DIM, 0},
+    [L_Q_BIAS] = {"self_attn.q_proj.bias", "attn_q.bias", D_ONE, D_Q, 1},
+    [L_K_BIAS] = {"self_attn.k_proj.bias", "attn_k.bias", D_ONE, D_KV, 2},
+    [L_V_BIAS] = {"self_attn.v_proj.bias", "attn_v.bias", D_ONE, D_KV, 0},
+    [L_O] = {"self_attn.o_proj.weight", "attn_output.weight", D_DIM, D_Q, 0},
+    [L_FFN_NORM] = {"post_attention_layernorm.weight", "ffn_norm.weight", D_ONE, D_DIM, 0},
+    [L_GATE] = {"mlp.gate_proj.weight", "ffn_gate.weight", D_HIDDEN, D_DIM, 0},
+    [L_UP] = {"mlp.up_proj.weight", "ffn_up.weight", D_HIDDEN, D_DIM, 0},
+    [L_DOWN] = {"mlp.down_proj.weight", "ffn_down.weight", D_DIM, D_HIDDEN, 0},
+};
+
+static const struct tensor_rule global_rules[G_N_KINDS] = {
+    [G_EMBD] = {"model.embed_tokens.weight", "token_embd.weight", D_VOCAB, D_DIM, 0},
+    [G_OUT_NORM] = {"model.norm.weight", "output_norm.weight", D_ONE, D_DIM, 0},
+    [G_OUT] = {"lm_head.weight", "output.weight", D_VOCAB, D_DIM, 0},
+};
+
+static uint64_t dim_value(const struct hearth_header *c, uint8_t ref)
+{
+    switch (ref) {
+    case D_DIM:
+        return c->dim;
+    case D_HIDDEN:
+        return c->hidden_dim;
+    case D_Q:
+        return (uint64_t)c->n_heads * c->head_dim;
+    case D_KV:
+        return (uint64_t)c->n_kv_heads * c->head_dim;
+    case D_VOCAB:
+        return c->vocab_size;
+    default:
+        return 1;
+    }
+}
+
+/* One found tensor: where it is and which rule it matched. */
+struct slot {
+    const struct st_tensor *t; /* NULL: not (yet) found */
+    uint32_t shard;
+};
+
+struct tensor_map {
+    const char *dir;
+    const struct hearth_header *cfg;
+    int tied, attention_bias;
+    struct slot global[G_N_KINDS];
+    struct slot *layers; /* [n_layers][L_N_KINDS] */
+    const char *const *shard_names;
+};
+
+/* Parses "model.layers.N.<suffix>"; returns the suffix or NULL. */
+static const char *layer_suffix(const char *name, uint64_t *layer)
+{
+    static const char prefix[] = "model.layers.";
+    if (strncmp(name, prefix, sizeof prefix - 1))
+        return NULL;
+    const char *p = name + sizeof prefix - 1;
+    if (*p < '0' || *p > '9' || (*p == '0' && p[1] >= '0' && p[1] <= '9'))
+        return NULL;
+    uint64_t n = 0;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        n = n * 10 + (uint64_t)(*p - '0');
+        if (n > UINT32_MAX)
+            return NULL;
+    }
+    if (*p != '.')
+        return NULL;
+    *layer = n;
+    return p + 1;
+}
+
+static int place(struct tensor_map *m, struct slot *s, const struct st_tensor *t, uint32_t shard,
+                 char *err)
+{
+    if (s->t)
+        return fail(err, "%s: tensor \"%s\" appears twice (in %s and %s)", m->dir, t->name,
+                    m->shard_names[s->shard], m->shard_names[shard]);
+    s->t = t;
+    s->shard = shard;
+    return 0;
+}
+
+/* Files one safetensors tensor under its slot; unknown names are an error. */
+static int map_tensor(struct tensor_map *m, const struct st_tensor *t, uint32_t shard, char *err)
+{
+    for (int g = 0; g < G_N_KINDS; g++) {
+        if (strcmp(t->name, global_rules[g].hf))
+            continue;
+        if (g == G_OUT && m->tied)
+            return 0; /* tied: the classifier is the embedding; a stored copy is ignored */
+        return place(m, &m->global[g], t, shard, err);
+    }
+    uint64_t layer;
+    const char *suffix = layer_suffix(t->name, &layer);
+    if (suffix) {
+        /* Older transformers saved the rotary inverse frequencies as a buffer;
+         * hearth computes them from rope_theta. */
+        if (!strcmp(suffix, "self_attn.rotary_emb.inv_freq"))
+            return 0;
+        if (!strcmp(suffix, "self_attn.o_proj.bias"))
+            return fail(err, "%s: tensor \"%s\": a bias on the attention output projection is "
+                        "not supported (hearth supports q/k/v biases only)",
+                        m->shard_names[shard], t->name);
+        for (int k = 0; k < L_N_KINDS; k++) {
+            if (strcmp(suffix, layer_rules[k].hf))
+                continue;
+            if (layer >= m->cfg->n_layers)
+                return fail(err, "%s: tensor \"%s\" is for layer %" PRIu64 " but config.json "
+                            "num_hidden_layers is %u", m->shard_names[shard], t->name, layer,
+                            m->cfg->n_layers);
+            return place(m, &m->layers[layer * L_N_KINDS + (uint64_t)k], t, shard, err);
+        }
+    }
+    return fail(err, "%s: unexpected tensor \"%s\" (not part of a LlamaForCausalLM "
+                "checkpoint as hearth knows it)", m->shard_names[shard], t->name);
+}
+
+/* Checks dtype and shape of a found tensor against its rule. */
+static int check_slot(const struct tensor_map *m, const struct slot *s,
+                      const struct tensor_rule *r, char *err)
+{
+    const struct st_tensor *t = s->t;
+    const char *file = m->shard_names[s->shard];
+    if (st_dtype_to_hearth(t->dtype) == UINT32_MAX)
+        return fail(err, "%s: tensor \"%s\" has dtype %s; hearth exports F32, F16 or BF16 "
+                    "tensors only", file, t->name, st_dtype_name(t->dtype));
+    uint64_t rows = dim_value(m->cfg, r->rows), cols = dim_value(m->cfg, r->cols);
+    int ok = r->rows == D_ONE ? t->n_dims == 1 && t->shape[0] == cols
+                              : t->n_dims == 2 && t->shape[0] == rows && t->shape[1] == cols;
+    if (ok)
+        return 0;
+    char got[96] = "[", want[48];
+    for (uint32_t d = 0; d < t->n_dims && d < 4; d++)
+        snprintf(got + strlen(got), sizeof got - strlen(got), "%s%" PRIu64, d ? ", " : "",
+                 t->shape[d]);
+    snprintf(got + strlen(got), sizeof got - strlen(got), "%s]", t->n_dims > 4 ? ", ..." : "");
+    if (r->rows == D_ONE)
+        snprintf(want, sizeof want, "[%" PRIu64 "]", cols);
+    else
+        snprintf(want, sizeof want, "[%" PRIu64 ", %" PRIu64 "]", rows, cols);
+    return fail(err, "%s: tensor \"%s\" has shape %s but config.json implies %s", file, t->name,
+                got, want);
+}
+
+static int has_any_bias(const struct tensor_map *m)
+{
+    for (uint32_t l = 0; l < m->cfg->n_layers; l++)
+        for (int k = L_Q_BIAS; k <= L_V_BIAS; k++)
+            if (m->layers[l * L_N_KINDS + (uint32_t)k].t)
+                return 1;
+    return 0;
+}
+
+static int is_bias(int kind)
+{
+    return kind == L_Q_BIAS || kind == L_K_BIAS || kind == L_V_BIAS;
+}
+
+/* Appends the src_tensor for a checked slot. */
+static void emit(struct source *src, const struct slot *s, const struct tensor_rule *r,
+                 const char *name, const int *shard_fds)
+{
+    const struct hearth_header *c = &src->cfg;
+    struct src_tensor *o = &src->tensors[src->n_tensors++];
+    memset(o, 0, sizeof *o);
+    snprintf(o->name, sizeof o->name, "%s", name);
+    o->fd = shard_fds[s->shard];
+    o->offset = s->t->offset;
+    o->type = st_dtype_to_hearth(s->t->dtype);
+    o->rows = r->rows == D_ONE ? 1 : s->t->shape[0];
+    o->cols = r->rows == D_ONE ? s->t->shape[0] : s->t->shape[1];
+    /* FACTS.md: q rows are in rotate-half order per query head, k rows per
+     * kv head (not per query head: llama2.c issue #403). */
+    o->unpermute_heads = r->permute == 1 ? c->n_heads : r->permute == 2 ? c->n_kv_heads : 0;
+}
+
+/* Checks that every required tensor is present with the right shape, then
+ * fills src->tensors in hearth order. */
+static int build_tensor_list(struct tensor_map *m, struct source *src, const int *shard_fds,
+                             char *err)
+{
+    struct hearth_header *c = &src->cfg;
+    int bias = m->attention_bias || has_any_bias(m);
+    if (bias)
+        c->flags |= HEARTH_FLAG_QKV_BIAS;
+    uint64_t n = 2 + (uint64_t)c->n_layers * (bias ? 12 : 9) + !m->tied;
+    src->tensors = calloc(n, sizeof *src->tensors);
+    if (!src->tensors)
+        return fail(err, "%s: out of memory for %" PRIu64 " tensors", m->dir, n);
+    char name[HEARTH_NAME_BYTES];
+    for (int g = 0; g < G_N_KINDS; g++) {
+        if (g == G_OUT && m->tied)
+            continue;
+        if (!m->global[g].t)
+            return fail(err, "%s: tensor \"%s\" is missing from the safetensors files%s",
+                        m->dir, global_rules[g].hf, g == G_OUT ? " (config.json says the embeddings "
+                        "are not tied)" : "");
+        if (check_slot(m, &m->global[g], &global_rules[g], err) < 0)
+            return -1;
+    }
+    emit(src, &m->global[G_EMBD], &global_rules[G_EMBD], "token_embd.weight", shard_fds);
+    for (uint32_t l = 0; l < c->n_layers; l++) {
+        for (int k = 0; k < L_N_KINDS; k++) {
+            const struct slot *s = &m->layers[l * L_N_KINDS + (uint32_t)k];
+            if (is_bias(k) && !bias)
+                continue;
+            if (!s->t)
+                return fail(err, "%s: tensor \"model.layers.%u.%s\" is missing from the "
+                            "safetensors files%s", m->dir, l, layer_rules[k].hf,
+                            is_bias(k) ? " (attention_bias is set or other q/k/v biases are "
+                            "present)" : "");
+            if (check_slot(m, s, &layer_rules[k], err) < 0)
+                return -1;
+            snprintf(name, sizeof name, "blk.%u.%s", l, layer_rules[k].hearth);
+            emit(src, s, &layer_rules[k], name, shard_fds);
+        }
+    }
+    emit(src, &m->global[G_OUT_NORM], &global_rules[G_OUT_NORM], "output_norm.weight",
+         shard_fds);
+    if (!m->tied)
+        emit(src, &m->global[G_OUT], &global_rules[G_OUT], "output.weight", shard_fds);
+    return 0;
+}
+
+/* ---- shards -------------------------------------------------------------- */
+
+struct shards {
+    uint32_t n;
+    char *names[SOURCE_MAX_FILES];  /* plain file names */
+    char *paths[SOURCE_MAX_FILES];
+    struct st_file files[SOURCE_MAX_FILES];
+};
+
+static void shards_free(struct shards *s)
+{
+    for (uint32_t i = 0; i < s->n; i++) {
+        st_close(&s->files[i]);
+        free(s->names[i]);
+        free(s->paths[i]);
+    }
+    s->n = 0;
+}
+
+/* A shard name must be a plain file name inside the model folder. */
+static int check_shard_name(const struct json *v, const char *what, const char *tensor,
+                            char *err)
+{
+    if (v->type != JSON_STRING)
+        return fail(err, "%s: weight_map[\"%.100s\"] must be a file name string, found %s",
+                    what, tensor, json_type_name(v->type));
+    if (v->n == 0 || v->n > 255 || memchr(v->u.str, '/', v->n) || memchr(v->u.str, 0, v->n) ||
+        !strcmp(v->u.str, ".") || !strcmp(v->u.str, ".."))
+        return fail(err, "%s: weight_map[\"%.100s\"] = \"%.100s\" is not a plain file name in "
+                    "the model folder", what, tensor, v->u.str);
+    return 0;
+}
+
+/* Returns the index of shard `name`, opening it on first use. */
+static int shard_index(struct shards *s, const char *dir, const char *name, uint32_t *out,
+                       char *err)
+{
+    for (uint32_t i = 0; i < s->n; i++) {
+        if (!strcmp(s->names[i], name)) {
+            *out = i;
+            return 0;
+        }
+    }
+    if (s->n == SOURCE_MAX_FILES)
+        return fail(err, "%s: more than %d safetensors shards", dir, SOURCE_MAX_FILES);
+    char path[PATH_MAX];
+    if (join_path(path, dir, name, err) < 0)
+        return -1;
+    uint32_t i = s->n;
+    s->names[i] = strdup(name);
+    s->paths[i] = strdup(path);
+    if (!s->names[i] || !s->paths[i]) {
+        free(s->names[i]);
+        free(s->paths[i]);
+        return fail(err, "out of memory");
+    }
+    if (st_open(&s->files[i], path, err) < 0) {
+        free(s->names[i]);
+        free(s->paths[i]);
+        return -1;
+    }
+    s->n++;
+    *out = i;
+    return 0;
+}
+
+/* Opens every shard named by the index and checks that each listed tensor
+ * is in the shard the index names. */
+static int open_indexed_shards(struct shards *s, const char *dir, const char *index_path,
+                               char *err)
+{
+    struct json_doc *doc;
+    if (read_json_file(index_path, &doc, err) < 0)
+        return -1;
+    const struct json *map;
+    int rc = json_get_typed(json_root(doc), index_path, "weight_map", JSON_REQUIRED,
+                            JSON_OBJECT, &map, err);
+    for (size_t i = 0; rc >= 0 && i < json_len(map); i++) {
+        const struct json_member *m = json_member_at(map, i);
+        uint32_t k;
+        if (check_shard_name(&m->value, index_path, m->key, err) < 0 ||
+            shard_index(s, dir, m->value.u.str, &k, err) < 0) {
+            rc = -1;
+        } else if (!st_find(&s->files[k], m->key)) {
+            rc = fail(err, "%s: weight_map says tensor \"%.100s\" is in %s, which has no such "
+                      "tensor", index_path, m->key, s->names[k]);
+        }
+    }
+    if (rc >= 0 && s->n == 0)
+        rc = fail(err, "%s: weight_map is empty", index_path);
+    json_free(doc);
+    return rc < 0 ? -1 : 0;
+}
+
+static int open_shards(struct shards *s, const char *dir, char *err)
+{
+    char single[PATH_MAX], index[PATH_MAX];
+    if (join_path(single, dir, "model.safetensors", err) < 0 ||
+        join_path(index, dir, "model.safetensors.index.json", err) < 0)
+        return -1;
+    /* transformers also looks for the single file first. */
+    if (file_exists(single)) {
+        uint32_t k;
+        return shard_index(s, dir, "model.safetensors", &k, err);
+    }
+    if (file_exists(index))
+        return open_indexed_shards(s, dir, index, err);
+    return fail(err, "%s: no model.safetensors or model.safetensors.index.json (hearth reads "
+                "safetensors weights only)", dir);
+}
+
+static int read_tensors(const char *dir, struct source *src, const struct hf_extra *x,
+                        char *err)
+{
+    struct shards s = {0};
+    struct tensor_map m = {.dir = dir, .cfg = &src->cfg, .tied = x->tied,
+                           .attention_bias = x->attention_bias,
+                           .shard_names = (const char *const *)s.paths};
+    int rc = open_shards(&s, dir, err);
+    if (rc == 0) {
+        m.layers = calloc((size_t)src->cfg.n_layers * L_N_KINDS, sizeof *m.layers);
+        if (!m.layers)
+            rc = fail(err, "out of memory");
+    }
+    for (uint32_t i = 0; rc == 0 && i < s.n; i++)
+        for (uint32_t t = 0; rc == 0 && t < s.files[i].n_tensors; t++)
+            rc = map_tensor(&m, &s.files[i].tensors[t], i, err);
+    int fds[SOURCE_MAX_FILES];
+    for (uint32_t i = 0; rc == 0 && i < s.n; i++) {
+        fds[i] = st_take_fd(&s.files[i]);
+        src->fds[src->n_fds++] = fds[i];
+        src->input_bytes += s.files[i].file_bytes;
+    }
+    if (rc == 0)
+        rc = build_tensor_list(&m, src, fds, err);
+    free(m.layers);
+    shards_free(&s);
+    return rc;
+}
+
+/* ---- tokenizer and special ids ------------------------------------------- */
+
+static int read_vocab(const char *dir, struct vocab *v, char *err)
+{
+    char path[PATH_MAX];
+    if (join_path(path, dir, "tokenizer.model", err) < 0)
+        return -1;
+    if (file_exists(path))
+        return vocab_read_spm_model(path, v, err);
+    if (join_path(path, dir, "tokenizer.json", err) < 0)
+        return -1;
+    if (file_exists(path))
+        return vocab_read_tokenizer_json(path, v, err);
+    return fail(err, "%s: no tokenizer.model or tokenizer.json", dir);
+}
+
+/* Some checkpoints pad vocab_size beyond the tokenizer (to a multiple of
+ * 64 or more for faster matrix kernels); the extra embedding rows belong to
+ * no text. Decision: keep those rows (the model may still score them) and
+ * name the extra ids "<unused_N>" with kind UNUSED and the lowest score, so
+ * the vocabulary covers every row as format.h requires (vocab_size ==
+ * n_tokens) and no merge ever prefers them. A tokenizer with more tokens
+ * than the model has rows is refused: those ids would have no embedding. */
+static int pad_vocab(struct vocab *v, uint32_t vocab_size, const char *dir, char *err)
+{
+    uint32_t n = v->hdr.n_tokens;
+    if (n > vocab_size)
+        return fail(err, "%s: the tokenizer has %u tokens but config.json vocab_size is %u",
+                    dir, n, vocab_size);
+    if (n == vocab_size)
+        return 0;
+    char **pieces = realloc(v->pieces, vocab_size * sizeof *pieces);
+    if (pieces)
+        v->pieces = pieces;
+    uint32_t *bytes = realloc(v->piece_bytes, vocab_size * sizeof *bytes);
+    if (bytes)
+        v->piece_bytes = bytes;
+    float *scores = realloc(v->scores, vocab_size * sizeof *scores);
+    if (scores)
+        v->scores = scores;
+    uint8_t *kinds = realloc(v->kinds, vocab_size);
+    if (kinds)
+        v->kinds = kinds;
+    if (!pieces || !bytes || !scores || !kinds)
+        return fail(err, "out of memory padding the vocabulary");
+    for (uint32_t id = n; id < vocab_size; id++) {
+        char name[32];
+        int len = snprintf(name, sizeof name, "<unused_%u>", id);
+        v->pieces[id] = malloc((size_t)len + 1);
+        if (!v->pieces[id])
+            return fail(err, "out of memory padding the vocabulary");
+        memcpy(v->pieces[id], name, (size_t)len + 1);
+        v->piece_bytes[id] = (uint32_t)len;
+        v->scores[id] = -1e30f;
+        v->kinds[id] = HEARTH_TOKEN_UNUSED;
+        v->hdr.n_tokens = id + 1; /* vocab_free frees exactly the pieces set so far */
+        if ((uint32_t)len > v->hdr.max_piece_bytes)
+            v->hdr.max_piece_bytes = (uint32_t)len;
+    }
+    return 0;
+}
+
+/* bos/eos from config.json win over the tokenizer's; stop ids are eos
+ * first, then the other config / generation_config eos ids. */
+static int set_special_ids(struct source *src, const struct hf_extra *x, const char *dir,
+                           char *err)
+{
+    struct hearth_header *c = &src->cfg;
+    struct vocab *v = &src->vocab;
+    uint32_t bos = x->has_bos ? x->bos_id : v->bos_id;
+    if (bos == UINT32_MAX)
+        return fail(err, "%s: neither config.json bos_token_id nor the tokenizer names a BOS "
+                    "token", dir);
+    c->n_stop_ids = x->n_eos;
+    memcpy(c->stop_ids, x->eos, sizeof x->eos);
+    if (x->n_eos == 0) {
+        if (v->eos_id == UINT32_MAX)
+            return fail(err, "%s: neither config.json eos_token_id nor the tokenizer names an "
+                        "EOS token", dir);
+        c->stop_ids[c->n_stop_ids++] = v->eos_id;
+    }
+    c->bos_id = v->bos_id = bos;
+    c->eos_id = v->eos_id = c->stop_ids[0];
+    return 0;
+}
+
+int hf_read(const char *dir, struct source *src, char *err)
+{
+    memset(src, 0, sizeof *src);
+    struct hf_extra x = {0};
+    if (read_config(dir, &src->cfg, &x, err) < 0 || read_tensors(dir, src, &x, err) < 0 ||
+        read_vocab(dir, &src->vocab, err) < 0 ||
+        pad_vocab(&src->vocab, src->cfg.vocab_size, dir, err) < 0 ||
+        set_special_ids(src, &x, dir, err) < 0) {
+        source_free(src);
+        return -1;
+    }
+    src->cfg.chat_template = 0;
+    return 0;
+}

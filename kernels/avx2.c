@@ -1,0 +1,268 @@
+/* kernels/avx2.c - the kernels for x86-64 CPUs with AVX2, FMA and F16C (no
+ * VNNI): activation quantization and the F32 / Q8_0 / Q4_0 matrix x vector
+ * products, bit-identical to kernels/scalar.c.
+ *
+ * Every function carries its own target attribute, so this file builds with
+ * the project's plain flags and the binary runs on any x86-64; callers reach
+ * these only through kernels_select (cpu.c), which checks the CPU first. On
+ * other architectures the table still exists, with no functions, so the
+ * program links; kernels_select never hands it out there.
+ *
+ * The int8 dot products use vpmaddubsw (unsigned x signed bytes -> int16
+ * pairs, saturating) and vpmaddwd with ones (int16 pairs -> int32). Each
+ * use below states why no int16 sum can saturate, which is what makes the
+ * results exact and so equal to the scalar kernels. A 16-row group is two
+ * ymm halves: rows 0-7 in the first 32 bytes of each 64-byte chunk, rows
+ * 8-15 in the second. */
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+
+/* 4 activation bytes (one int32) in every 32-bit lane. */
+AVX2 static inline __m256i bcast4(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return _mm256_set1_epi32(v);
+}
+
+AVX2 static inline __m256i load32(const uint8_t *p)
+{
+    return _mm256_loadu_si256((const __m256i *)(const void *)p);
+}
+
+/* 8 fp16 scales -> f32 (exact, like fp16_to_f32). */
+AVX2 static inline __m256 load_scales8(const uint8_t *p)
+{
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)p));
+}
+
+/* Stores the 16 row results of group g, only the rows inside [r0, r1). */
+AVX2 static void store_group(float *out, __m256 lo, __m256 hi, uint64_t g, uint64_t r0,
+                             uint64_t r1)
+{
+    uint64_t first = g * ROW_GROUP;
+    if (first >= r0 && first + ROW_GROUP <= r1) {
+        _mm256_storeu_ps(out + first, lo);
+        _mm256_storeu_ps(out + first + 8, hi);
+        return;
+    }
+    float tmp[ROW_GROUP];
+    _mm256_storeu_ps(tmp, lo);
+    _mm256_storeu_ps(tmp + 8, hi);
+    for (uint64_t r = first > r0 ? first : r0; r < r1 && r < first + ROW_GROUP; r++)
+        out[r] = tmp[r - first];
+}
+
+/* The scalar quantizer's steps, vectorized: amax with vmaxps taking the
+ * running maximum as its second operand (a NaN |x| leaves it unchanged, as
+ * the scalar comparison does), d through vcvtps2ph with round-to-nearest-
+ * even, q = cvtps2dq (round half to even under the default MXCSR, like
+ * nearbyintf) of x * id clamped to +-127 (vmaxps(NaN, -127) = -127, like
+ * fmaxf). */
+AVX2 static void quantize_act_avx2(const float *x, uint64_t n, struct q8_act *a)
+{
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+    /* packs works within 128-bit lanes; this puts the dwords back in order */
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (uint64_t b = 0; b < n / QK; b++) {
+        const float *xb = x + b * QK;
+        __m256 v[4], m = _mm256_setzero_ps();
+        for (int i = 0; i < 4; i++) {
+            v[i] = _mm256_loadu_ps(xb + 8 * i);
+            m = _mm256_max_ps(_mm256_and_ps(v[i], abs_mask), m);
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        float amax = _mm_cvtss_f32(m4);
+        __m128i d16 = _mm_cvtps_ph(_mm_set_ss(amax / 127.0f), _MM_FROUND_TO_NEAREST_INT);
+        a->d[b] = _mm_cvtss_f32(_mm_cvtph_ps(d16));
+        __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+        __m256i q[4];
+        for (int i = 0; i < 4; i++) {
+            __m256 t = _mm256_mul_ps(v[i], id);
+            q[i] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(t, lo), hi));
+        }
+        __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]),
+                                           _mm256_packs_epi32(q[2], q[3]));
+        _mm256_storeu_si256((__m256i *)(void *)(a->q + b * QK),
+                            _mm256_permutevar8x32_epi32(bytes, order));
+        __m256i s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+        a->sum[b] = _mm_cvtsi128_si32(s4);
+    }
+}
+
+/* The F32 tree of kernels.h on s = s[0..7], t = s[8..15]. */
+AVX2 static inline float f32_tree(__m256 s, __m256 t)
+{
+    __m256 u = _mm256_add_ps(s, t);
+    __m128 v = _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1));
+    v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    v = _mm_add_ss(v, _mm_movehdup_ps(v));
+    return _mm_cvtss_f32(v);
+}
+
+/* N rows (N = 4 or 1, a constant after inlining) of the F32 product. Each
+ * row keeps its 16 partial sums in two ymm registers; the tail loads zeros
+ * past the end (vmaskmovps does not touch those addresses), and
+ * fma(0, 0, s) = s because s is never -0 (it starts at +0, and an FMA only
+ * returns -0 from a -0 addend). */
+AVX2 static inline __attribute__((always_inline)) void
+f32_rows(float *out, const float *w, const float *x, uint64_t cols, int n)
+{
+    __m256 s[4][2];
+    for (int i = 0; i < n; i++)
+        s[i][0] = s[i][1] = _mm256_setzero_ps();
+    uint64_t c = 0;
+    for (; c + 16 <= cols; c += 16) {
+        __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
+        for (int i = 0; i < n; i++) {
+            s[i][0] = _mm256_fmadd_ps(_mm256_loadu_ps(w + i * cols + c), x0, s[i][0]);
+            s[i][1] = _mm256_fmadd_ps(_mm256_loadu_ps(w + i * cols + c + 8), x1, s[i][1]);
+        }
+    }
+    if (c < cols) {
+        const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        int rem = (int)(cols - c);
+        __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(rem), lane);
+        __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(rem - 8), lane);
+        __m256 x0 = _mm256_maskload_ps(x + c, m0), x1 = _mm256_maskload_ps(x + c + 8, m1);
+        for (int i = 0; i < n; i++) {
+            s[i][0] = _mm256_fmadd_ps(_mm256_maskload_ps(w + i * cols + c, m0), x0, s[i][0]);
+            s[i][1] = _mm256_fmadd_ps(_mm256_maskload_ps(w + i * cols + c + 8, m1), x1, s[i][1]);
+        }
+    }
+    for (int i = 0; i < n; i++)
+        out[i] = f32_tree(s[i][0], s[i][1]);
+}
+
+AVX2 static void matvec_f32_avx2(float *out, const float *w, const float *x, uint64_t cols,
+                                 uint64_t r0, uint64_t r1)
+{
+    uint64_t r = r0;
+    for (; r + 4 <= r1; r += 4)
+        f32_rows(out + r, w + r * cols, x, cols, 4);
+    for (; r < r1; r++)
+        f32_rows(out + r, w + r * cols, x, cols, 1);
+}
+
+/* One Q8_0 group. Sign trick: |w| (0..128, unsigned) times a * sign(w)
+ * gives w * a; a pair sum is at most 2 * 128 * 127 = 32512 < 32767 because
+ * |a| <= 127 (quantize_act clamps), so vpmaddubsw never saturates. Each
+ * chunk's pairs are widened to int32 at once (two chunks could overflow
+ * int16). */
+AVX2 static void group_q8_0(const uint8_t *grp, uint64_t nb, const struct q8_act *a, __m256 *lo,
+                            __m256 *hi)
+{
+    const uint8_t *scales = grp + nb * Q8_0_QBYTES;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (uint64_t b = 0; b < nb; b++) {
+        const uint8_t *q = grp + b * Q8_0_QBYTES;
+        const int8_t *qa = a->q + b * QK;
+        __m256i i0 = _mm256_setzero_si256(), i1 = _mm256_setzero_si256();
+        for (int c = 0; c < 8; c++) {
+            __m256i av = bcast4(qa + 4 * c);
+            __m256i w0 = load32(q + 64 * c), w1 = load32(q + 64 * c + 32);
+            __m256i p0 = _mm256_maddubs_epi16(_mm256_abs_epi8(w0), _mm256_sign_epi8(av, w0));
+            __m256i p1 = _mm256_maddubs_epi16(_mm256_abs_epi8(w1), _mm256_sign_epi8(av, w1));
+            i0 = _mm256_add_epi32(i0, _mm256_madd_epi16(p0, ones));
+            i1 = _mm256_add_epi32(i1, _mm256_madd_epi16(p1, ones));
+        }
+        __m256 da = _mm256_set1_ps(a->d[b]);
+        __m256 s0 = _mm256_mul_ps(load_scales8(scales + 32 * b), da);
+        __m256 s1 = _mm256_mul_ps(load_scales8(scales + 32 * b + 16), da);
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i0), s0, acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i1), s1, acc1);
+    }
+    *lo = acc0;
+    *hi = acc1;
+}
+
+/* One Q4_0 group. Offset trick: the nibble q (0..15) times a, summed, minus
+ * 8 * sum_a. An int16 lane collects 2 products per vpmaddubsw, 2 of those
+ * (low and high nibbles) per chunk and 4 chunks: 16 products of at most
+ * 15 * 128 = 1920, so |sum| <= 30720 < 32767 and nothing saturates before
+ * the one widening vpmaddwd per block. */
+AVX2 static void group_q4_0(const uint8_t *grp, uint64_t nb, const struct q8_act *a, __m256 *lo,
+                            __m256 *hi)
+{
+    const uint8_t *scales = grp + nb * Q4_0_QBYTES;
+    const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(0x0f);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (uint64_t b = 0; b < nb; b++) {
+        const uint8_t *q = grp + b * Q4_0_QBYTES;
+        const int8_t *qa = a->q + b * QK;
+        __m256i h0 = _mm256_setzero_si256(), h1 = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            __m256i alo = bcast4(qa + 8 * c), ahi = bcast4(qa + 8 * c + 4);
+            __m256i w0 = load32(q + 64 * c), w1 = load32(q + 64 * c + 32);
+            __m256i p0 = _mm256_add_epi16(
+                _mm256_maddubs_epi16(_mm256_and_si256(w0, m4), alo),
+                _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(w0, 4), m4), ahi));
+            __m256i p1 = _mm256_add_epi16(
+                _mm256_maddubs_epi16(_mm256_and_si256(w1, m4), alo),
+                _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(w1, 4), m4), ahi));
+            h0 = _mm256_add_epi16(h0, p0);
+            h1 = _mm256_add_epi16(h1, p1);
+        }
+        __m256i off = _mm256_set1_epi32(8 * a->sum[b]);
+        __m256i i0 = _mm256_sub_epi32(_mm256_madd_epi16(h0, ones), off);
+        __m256i i1 = _mm256_sub_epi32(_mm256_madd_epi16(h1, ones), off);
+        __m256 da = _mm256_set1_ps(a->d[b]);
+        __m256 s0 = _mm256_mul_ps(load_scales8(scales + 32 * b), da);
+        __m256 s1 = _mm256_mul_ps(load_scales8(scales + 32 * b + 16), da);
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i0), s0, acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i1), s1, acc1);
+    }
+    *lo = acc0;
+    *hi = acc1;
+}
+
+AVX2 static void matvec_q8_0_avx2(float *out, const void *w, const struct q8_act *a,
+                                  uint64_t cols, uint64_t r0, uint64_t r1)
+{
+    uint64_t nb = cols / QK, stride = nb * (Q8_0_QBYTES + 2 * ROW_GROUP);
+    for (uint64_t g = r0 / ROW_GROUP; g * ROW_GROUP < r1; g++) {
+        __m256 lo, hi;
+        group_q8_0((const uint8_t *)w + g * stride, nb, a, &lo, &hi);
+        store_group(out, lo, hi, g, r0, r1);
+    }
+}
+
+AVX2 static void matvec_q4_0_avx2(float *out, const void *w, const struct q8_act *a,
+                                  uint64_t cols, uint64_t r0, uint64_t r1)
+{
+    uint64_t nb = cols / QK, stride = nb * (Q4_0_QBYTES + 2 * ROW_GROUP);
+    for (uint64_t g = r0 / ROW_GROUP; g * ROW_GROUP < r1; g++) {
+        __m256 lo, hi;
+        group_q4_0((const uint8_t *)w + g * stride, nb, a, &lo, &hi);
+        store_group(out, lo, hi, g, r0, r1);
+    }
+}
+
+const struct kernels kernels_avx2 = {
+    .name = "avx2",
+    .matvec_f32 = matvec_f32_avx2,
+    .matvec_q8_0 = matvec_q8_0_avx2,
+    .matvec_q4_0 = matvec_q4_0_avx2,
+    .quantize_act = quantize_act_avx2,
+};
+
+#else
+
+/* Not x86-64: no functions; kernels_select refuses this table. */
+const struct kernels kernels_avx2 = {.name = "avx2"};
+
+#endif

@@ -1,0 +1,108 @@
+/* kernels/kernels.h - the matrix x vector kernels, one table of function
+ * pointers per instruction set, and the weight layouts they read.
+ *
+ * The scalar kernels (kernels/scalar.c) are the definition: every SIMD kernel
+ * returns bit-identical results, because each output is accumulated in the
+ * same order with the same fused multiply-adds (see the order below).
+ *
+ * Weight layouts (what a HEARTH_F32 / HEARTH_Q8_0 / HEARTH_Q4_0 matrix holds
+ * in a model file; docs/FORMAT.md repeats this):
+ *
+ * F32: row-major [rows][cols].
+ *
+ * Q8_0 and Q4_0: GGUF's block math (FACTS.md: blocks of 32 weights along a
+ * row, one fp16 scale d each; Q8_0 value = d * q with q int8; Q4_0 value =
+ * d * (q - 8) with q in 0..15), stored row-interleaved in groups of 16 rows
+ * so that each 32-bit SIMD lane accumulates one row. cols is a multiple of
+ * 32; rows are padded up to a multiple of 16 with all-zero rows (scale 0).
+ * With nb = cols / 32 blocks per row, group g (rows 16g .. 16g+15) is
+ *
+ *   quants: nb x QBYTES bytes, block column after block column
+ *   scales: nb x 16 fp16 (uint16_t), scales[b][r] = d of row 16g+r, block b
+ *
+ * Q8_0 quants (QBYTES = 512) of block column b: 8 chunks of 64 bytes; in
+ * chunk c, byte 4r + j (r < 16, j < 4) is q[16g + r][32b + 4c + j] (int8).
+ * Q4_0 quants (QBYTES = 256) of block column b: 4 chunks of 64 bytes; in
+ * chunk c, byte 4r + j holds q[16g + r][32b + 8c + j] in its low nibble and
+ * q[16g + r][32b + 8c + 4 + j] in its high nibble.
+ * Group stride: nb * (QBYTES + 32) bytes, which is 16 rows of GGUF blocks
+ * (34 or 18 bytes each), so hearth_tensor_bytes counts padded rows x blocks.
+ *
+ * Activations: quantized once per matmul into blocks of 32 (ggml's Q8_0 for
+ * activations on x86, so results match llama.cpp bit for bit in the integer
+ * part): amax = max |x| over the block, d = fp16-rounded(amax / 127), and
+ * q = round-half-to-even(x * (127 / amax)) computed in f32 (0 when amax = 0);
+ * sum = sum of the 32 q values (for the Q4_0 offset trick).
+ *
+ * Accumulation order, per output row (the contract every kernel keeps):
+ *   F32:  16 partial sums s[0..15]; s[j] = fmaf(w[c], x[c], s[j]) for
+ *         c = j, j + 16, j + 32, ... in increasing c (a tail shorter than 16
+ *         feeds only the first cols % 16 sums); then s[j] += s[j + 8],
+ *         s[j] += s[j + 4], s[j] += s[j + 2], s[j] += s[j + 1] for j below
+ *         the step (a tree), result s[0].
+ *   Q8_0: acc = 0; for each block b in order: i = sum_k q_w * q_a (int32,
+ *         exact); acc = fmaf((float)i, d_w * d_a, acc).
+ *   Q4_0: the same with i = sum_k q_w * q_a - 8 * sum_a (int32, exact, equal
+ *         to sum_k (q_w - 8) * q_a).
+ */
+#ifndef HEARTH_KERNELS_H
+#define HEARTH_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define QK 32           /* weights per block */
+#define ROW_GROUP 16    /* rows interleaved per group */
+#define Q8_0_QBYTES 512 /* quant bytes of one block column of a group */
+#define Q4_0_QBYTES 256
+
+/* A quantized activation vector of n values (n a multiple of QK). */
+struct q8_act {
+    int8_t *q;      /* n values, 64-byte aligned */
+    float *d;       /* n / QK scales (fp16-rounded values, stored as f32) */
+    int32_t *sum;   /* n / QK sums of q */
+};
+
+/* Export side: quantizes up to 16 F32 rows (n_rows <= 16, each cols long,
+ * rows[i] pointing at row i; missing rows count as zeros) into one group of
+ * the layout above, written to out (group stride bytes). Weight quantization
+ * follows ggml's reference quantizers (quantize_row_q8_0_ref /
+ * quantize_row_q4_0_ref: round half away from zero). */
+void pack_group_q8_0(const float *const *rows, int n_rows, uint64_t cols, uint8_t *out);
+void pack_group_q4_0(const float *const *rows, int n_rows, uint64_t cols, uint8_t *out);
+
+/* Dequantizes row r of a packed matrix into out[cols] (embedding lookup,
+ * tests). Q8_0/Q4_0 only. */
+void unpack_row(uint32_t type, const void *w, uint64_t cols, uint64_t r, float *out);
+
+struct kernels {
+    const char *name;   /* "scalar", "avx2", "avx512" */
+    /* out[r] for r in [r0, r1) of a rows x cols F32 matrix. */
+    void (*matvec_f32)(float *out, const float *w, const float *x, uint64_t cols,
+                       uint64_t r0, uint64_t r1);
+    /* out[r] for r in [r0, r1) of a packed matrix; r0 is a multiple of 16,
+     * r1 is a multiple of 16 or the true row count (the tail group's padded
+     * rows are not written). */
+    void (*matvec_q8_0)(float *out, const void *w, const struct q8_act *a, uint64_t cols,
+                        uint64_t r0, uint64_t r1);
+    void (*matvec_q4_0)(float *out, const void *w, const struct q8_act *a, uint64_t cols,
+                        uint64_t r0, uint64_t r1);
+    /* Quantizes x[n] (n a multiple of QK) into a. */
+    void (*quantize_act)(const float *x, uint64_t n, struct q8_act *a);
+};
+
+extern const struct kernels kernels_scalar;
+extern const struct kernels kernels_avx2;   /* needs AVX2, FMA, F16C */
+extern const struct kernels kernels_avx512; /* needs AVX-512 F/BW/VL and VNNI */
+
+struct cpu_features {
+    int avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512vnni, avxvnni;
+};
+void cpu_detect(struct cpu_features *f);
+
+/* The best kernels this CPU runs, or the named ones ("scalar", "avx2",
+ * "avx512"); NULL with err set when the name is unknown or this CPU lacks
+ * what the named kernels need. */
+const struct kernels *kernels_select(const char *name, char *err);
+
+#endif
