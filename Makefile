@@ -28,7 +28,8 @@ $(BUILD)/%.o: %.c $(HEADERS)
 run: $(BUILD)/run.o $(BUILD)/bench.o $(ENGINE_OBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-export: $(BUILD)/exporter/export.o $(EXPORT_OBJ) $(BUILD)/quant.o $(BUILD)/kernels/pack.o
+export: $(BUILD)/exporter/export.o $(EXPORT_OBJ) $(BUILD)/quant.o $(BUILD)/kernels/pack.o \
+		$(BUILD)/tokenizer.o
 	$(CC) $(CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 # Every build exercises export: the shipped model is converted here.

@@ -178,8 +178,7 @@ const char *tokenizer_piece(const struct tokenizer *t, uint32_t id, uint32_t *n_
     return piece_at(t, id, n_bytes);
 }
 
-/* "<0xHH>" with upper-case hex, as SentencePiece's ByteToPiece spells it. */
-static int byte_piece_value(const char *p, uint32_t n)
+int tokenizer_byte_piece_value(const char *p, size_t n)
 {
     if (n != 6 || memcmp(p, "<0x", 3) != 0 || p[5] != '>')
         return -1;
@@ -330,7 +329,7 @@ static int build_byte_ids(struct tokenizer *t, char *err)
             continue;
         uint32_t n;
         const char *p = piece_at(t, i, &n);
-        int b = byte_piece_value(p, n);
+        int b = tokenizer_byte_piece_value(p, n);
         if (b < 0)
             return fail(err, "tokenizer section: BYTE token %u is not spelled <0xHH>", i);
         if (t->byte_ids[b] >= 0)
@@ -892,7 +891,7 @@ size_t tokenizer_decode(const struct tokenizer *t, int32_t prev, int32_t id, cha
     if (kind == HEARTH_TOKEN_UNKNOWN)
         return copy_out(out, cap, 0, UNK_SURFACE, sizeof UNK_SURFACE - 1);
     if (kind == HEARTH_TOKEN_BYTE) {
-        char byte = (char)byte_piece_value(p, n); /* validated at init */
+        char byte = (char)tokenizer_byte_piece_value(p, n); /* validated at init */
         return copy_out(out, cap, 0, &byte, 1);
     }
     size_t i = 0, k = 0;

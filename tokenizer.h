@@ -35,6 +35,11 @@ size_t tokenizer_max_ids(size_t n_bytes);
 int tokenizer_encode(const struct tokenizer *t, const char *text, size_t n_bytes,
                      int add_bos, int32_t *ids, size_t max_ids, char *err);
 
+/* The byte a SentencePiece byte-fallback piece stands for: p is exactly
+ * "<0xHH>" with upper-case hex, as SentencePiece's ByteToPiece spells it;
+ * -1 for any other piece. */
+int tokenizer_byte_piece_value(const char *p, size_t n);
+
 /* The piece bytes of id as raw vocabulary text (not decoded). */
 const char *tokenizer_piece(const struct tokenizer *t, uint32_t id, uint32_t *n_bytes);
 

@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "json.h"
+#include "../tokenizer.h"
 #include "source.h"
 
 #define TJ_MAX_FILE_BYTES (256ull << 20)
@@ -274,15 +275,6 @@ static int fill_added_tokens(struct vocab *v, const struct json *added, const ch
     return 0;
 }
 
-static int byte_piece(const char *p, uint32_t n)
-{
-    /* tokenizers byte_fallback spells byte b as format!("<0x{:02X}>", b) */
-    static const char hex[] = "0123456789ABCDEF";
-    if (n != 6 || memcmp(p, "<0x", 3) || p[5] != '>')
-        return 0;
-    return p[3] && p[4] && strchr(hex, p[3]) && strchr(hex, p[4]);
-}
-
 struct piece_ref {
     const char *bytes;
     uint32_t n, id;
@@ -332,7 +324,7 @@ static int finish_pieces(struct vocab *v, const struct json *model, int byte_fal
         if (!v->piece_bytes[id])
             return fail(err, "%s: piece %u is the empty string", path, id);
         if (byte_fallback && v->kinds[id] == HEARTH_TOKEN_NORMAL &&
-            byte_piece(v->pieces[id], v->piece_bytes[id])) {
+            tokenizer_byte_piece_value(v->pieces[id], v->piece_bytes[id]) >= 0) {
             v->kinds[id] = HEARTH_TOKEN_BYTE;
             n_byte_pieces++;
         }

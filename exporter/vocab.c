@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../tokenizer.h"
 #include "protobuf.h"
 #include "source.h"
 
@@ -171,23 +172,6 @@ static size_t utf8_invalid_at(const uint8_t *s, size_t n)
         i += len;
     }
     return n;
-}
-
-/* The byte value of a piece spelled exactly "<0xHH>" (upper-case hex, as
- * SentencePiece's ByteToPiece prints "<0x%02X>"), or -1. */
-static int byte_piece_value(const char *p, size_t n)
-{
-    if (n != 6 || memcmp(p, "<0x", 3) != 0 || p[5] != '>')
-        return -1;
-    int v = 0;
-    for (int i = 3; i < 5; i++) {
-        char c = p[i];
-        int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1;
-        if (d < 0)
-            return -1;
-        v = v * 16 + d;
-    }
-    return v;
 }
 
 static int alloc_vocab(struct vocab *v, uint32_t n_tokens, const char *path, char *err)
@@ -542,7 +526,7 @@ static int check_special_pieces(struct vocab *v, int byte_fallback, const char *
         if (v->kinds[i] == HEARTH_TOKEN_BYTE) {
             if (!byte_fallback)
                 return fail(err, "%s: piece %u is a BYTE piece but byte_fallback is off", path, i);
-            if (byte_piece_value(v->pieces[i], v->piece_bytes[i]) < 0)
+            if (tokenizer_byte_piece_value(v->pieces[i], v->piece_bytes[i]) < 0)
                 return fail(err, "%s: BYTE piece %u is not spelled <0xHH>", path, i);
             n_bytes++; /* duplicates were refused, so 256 means all bytes */
         }
@@ -691,7 +675,7 @@ static int convert_llama2c_piece(struct vocab *v, uint32_t id, const uint8_t *by
     if (memchr(bytes, 0, n))
         return fail(err, "%s: token %u at offset %" PRIu64 " contains a NUL byte", path, id,
                     offset);
-    if (byte_piece_value((const char *)bytes, n) >= 0) {
+    if (tokenizer_byte_piece_value((const char *)bytes, n) >= 0) {
         v->kinds[id] = HEARTH_TOKEN_BYTE;
         return set_piece(v, id, bytes, n, path, err);
     }

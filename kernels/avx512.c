@@ -26,8 +26,9 @@
 
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")))
 
-/* 4 activation bytes (one int32) in every lane; compilers turn this into
- * the embedded {1to16} broadcast of vpdpbusd's memory operand. */
+/* 4 activation bytes (one int32) in every lane. clang 14 folds this into
+ * the embedded {1to16} broadcast of vpdpbusd's memory operand; gcc 12
+ * emits a vpbroadcastd load instead, one load uop either way. */
 AVX512 static inline __m512i bcast4(const int8_t *p)
 {
     int32_t v;
@@ -38,6 +39,18 @@ AVX512 static inline __m512i bcast4(const int8_t *p)
 AVX512 static inline __m512i load64(const uint8_t *p)
 {
     return _mm512_loadu_si512((const void *)p);
+}
+
+/* Software prefetch PREFETCH_COLUMNS block columns ahead, as avx2.c does
+ * (where it was measured; see there). The memory access pattern is the same
+ * here, but this file could not be timed on the development machine, which
+ * has no AVX-512: measure before tuning. A prefetch never faults, and the
+ * address is formed as an integer, so running past the matrix is harmless. */
+#define PREFETCH_COLUMNS 8
+
+AVX512 static inline void prefetch(const uint8_t *base, uint64_t offset)
+{
+    _mm_prefetch((const char *)((uintptr_t)base + offset), _MM_HINT_T0);
 }
 
 /* The 16 fp16 scales of one block column -> f32 (exact, like fp16_to_f32). */
@@ -144,7 +157,12 @@ AVX512 static __m512 group_q8_0(const uint8_t *grp, uint64_t nb, const struct q8
     for (uint64_t b = 0; b < nb; b++) {
         const uint8_t *q = grp + b * Q8_0_QBYTES;
         const int8_t *qa = a->q + b * QK;
+        for (int l = 0; l < Q8_0_QBYTES; l += 64)
+            prefetch(q, PREFETCH_COLUMNS * Q8_0_QBYTES + (uint64_t)l);
+        prefetch(scales, 32 * (b + PREFETCH_COLUMNS));
         __m512i i0 = _mm512_set1_epi32(-128 * a->sum[b]), i1 = _mm512_setzero_si512();
+        /* unrolled: the chunks are independent but for the accumulators */
+        #pragma GCC unroll 8
         for (int c = 0; c < 8; c += 2) {
             __m512i u0 = _mm512_xor_si512(load64(q + 64 * c), flip);
             __m512i u1 = _mm512_xor_si512(load64(q + 64 * c + 64), flip);
@@ -169,7 +187,12 @@ AVX512 static __m512 group_q4_0(const uint8_t *grp, uint64_t nb, const struct q8
     for (uint64_t b = 0; b < nb; b++) {
         const uint8_t *q = grp + b * Q4_0_QBYTES;
         const int8_t *qa = a->q + b * QK;
+        for (int l = 0; l < Q4_0_QBYTES; l += 64)
+            prefetch(q, PREFETCH_COLUMNS * Q4_0_QBYTES + (uint64_t)l);
+        prefetch(scales, 32 * (b + PREFETCH_COLUMNS));
         __m512i i0 = _mm512_set1_epi32(-8 * a->sum[b]), i1 = _mm512_setzero_si512();
+        /* unrolled: the chunks are independent but for the accumulators */
+        #pragma GCC unroll 8
         for (int c = 0; c < 4; c++) {
             __m512i v = load64(q + 64 * c);
             __m512i low = _mm512_and_si512(v, m4);

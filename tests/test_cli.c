@@ -116,6 +116,24 @@ static void test_bad_input(void)
     expect_error("./run --ids \"1 99999\" --logits", 1, "99999");
     expect_error("./run --ids \"1 x\"", 1, "--ids");
     expect_error("./run -i hello --ids 1", 1, "exclusive");
+    expect_error("./run --threads 0", 1, "--threads");
+    expect_error("./run --threads 100000", 1, "--threads");
+    expect_error("./run --kernels sse9", 1, "scalar");
+    expect_error("./run bench --types q3_k", 2, "--types");
+}
+
+/* --info names the CPU features it saw and the kernels it chose; a forced
+ * kernel set shows up there. */
+static void test_info(void)
+{
+    char *out = run_expect("./run --info", 0, NULL);
+    CHECK(out && strstr(out, "cpu features:") && strstr(out, "kernels:"), "--info printed: %s",
+          out ? out : "");
+    free(out);
+    out = run_expect("./run --info --kernels scalar --threads 3", 0, NULL);
+    CHECK(out && strstr(out, "kernels: scalar") && strstr(out, "threads: 3"),
+          "--kernels/--threads not applied: %s", out ? out : "");
+    free(out);
 }
 
 static void test_context_limits(void)
@@ -143,6 +161,7 @@ const struct test_case cli_tests[] = {
     {"cli: same seed, same text", test_seed_reproducible},
     {"cli: --verify", test_verify},
     {"cli: bad input gets one clear error", test_bad_input},
+    {"cli: --info shows CPU features, kernels and threads", test_info},
     {"cli: prompt longer than context, -n clamped", test_context_limits},
     {NULL, NULL},
 };
