@@ -42,6 +42,10 @@ tests/runner: $(TEST_OBJ) $(ENGINE_OBJ) $(EXPORT_OBJ)
 test: all tests/runner
 	./tests/runner
 
+# The AVX-512 kernels checked in emulation on CPUs without AVX-512
+# (tests/emulated/README.md); part of `make test`.
+-include tests/emulated/emulated.mk
+
 # Benchmarks (not tests): bandwidth, kernels and decode on a Llama-3.2-1B-
 # shaped model with random weights. Record the figures in docs/KERNELS.md.
 bench: run

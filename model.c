@@ -484,7 +484,19 @@ struct matmul_batch {
     const struct q8_act *act; /* the same input quantized, for Q8_0/Q4_0 */
     const struct matmul_job *jobs;
     int n_jobs;
+    int swiglu; /* jobs are gate and up: then out_0 = silu(out_0) * out_1 */
 };
+
+/* silu(gate) * up over rows [r0, r1), as llama2.c's FFN. Fused into the
+ * gate/up matmul: the thread that computed those rows applies it, so no
+ * thread waits while one runs it over the whole hidden vector. */
+static void swiglu_rows(float *gate, const float *up, uint64_t r0, uint64_t r1)
+{
+    for (uint64_t i = r0; i < r1; i++) {
+        float g = gate[i];
+        gate[i] = g * (1.0f / (1.0f + expf(-g))) * up[i];
+    }
+}
 
 static void matmul_rows(const struct matmul_batch *b, const struct matmul_job *j, uint64_t r0,
                         uint64_t r1)
@@ -508,25 +520,28 @@ static void matmul_worker(void *ctx, int thread, int n_threads)
         uint64_t r0 = g0 * ROW_GROUP, r1 = g1 * ROW_GROUP < rows ? g1 * ROW_GROUP : rows;
         if (r0 < r1)
             matmul_rows(b, j, r0, r1);
+        if (b->swiglu && i == 1 && r0 < r1) /* gate and up share rows and partition */
+            swiglu_rows(b->jobs[0].out, j->out, r0, r1);
     }
 }
 
 /* out_i = W_i x for each job; all W_i have x's length as their cols. */
-static void matmul(struct state *s, const float *x, const struct matmul_job *jobs, int n_jobs)
+static void matmul(struct state *s, const float *x, const struct matmul_job *jobs, int n_jobs,
+                   int swiglu)
 {
     for (int i = 0; i < n_jobs; i++)
         if (jobs[i].w->type != HEARTH_F32) {
             s->kern->quantize_act(x, jobs[i].w->cols, &s->act);
             break;
         }
-    struct matmul_batch b = {s->kern, x, &s->act, jobs, n_jobs};
+    struct matmul_batch b = {s->kern, x, &s->act, jobs, n_jobs, swiglu};
     pool_run(s->pool, matmul_worker, &b);
 }
 
 void model_matmul(struct state *s, float *out, const float *x, const struct tensor *w)
 {
     struct matmul_job job = {out, w};
-    matmul(s, x, &job, 1);
+    matmul(s, x, &job, 1, 0);
 }
 
 /* Row `token` of the embedding table as floats. */
@@ -609,14 +624,10 @@ static void attention_worker(void *ctx, int thread, int n_threads)
         attention_head(job, (uint32_t)head);
 }
 
-static void ffn(const struct hearth_header *h, struct state *s, const struct layer *L)
+static void ffn(struct state *s, const struct layer *L)
 {
     struct matmul_job gate_up[2] = {{s->hb, &L->ffn_gate}, {s->hb2, &L->ffn_up}};
-    matmul(s, s->xb, gate_up, 2);
-    for (uint32_t i = 0; i < h->hidden_dim; i++) {
-        float g = s->hb[i];
-        s->hb[i] = g * (1.0f / (1.0f + expf(-g))) * s->hb2[i]; /* silu(gate) * up */
-    }
+    matmul(s, s->xb, gate_up, 2, 1);
     model_matmul(s, s->xb, s->hb, &L->ffn_down);
 }
 
@@ -636,7 +647,7 @@ float *model_forward(const struct model *m, struct state *s, int32_t token, uint
         float *v = s->value_cache + ((uint64_t)l * s->max_seq + pos) * kv_dim;
         rmsnorm(s->xb, s->x, L->attn_norm.data, dim, h->norm_eps);
         struct matmul_job qkv[3] = {{s->q, &L->attn_q}, {k, &L->attn_k}, {v, &L->attn_v}};
-        matmul(s, s->xb, qkv, 3);
+        matmul(s, s->xb, qkv, 3, 0);
         add_bias(s->q, &L->attn_q_bias);
         add_bias(k, &L->attn_k_bias);
         add_bias(v, &L->attn_v_bias);
@@ -648,7 +659,7 @@ float *model_forward(const struct model *m, struct state *s, int32_t token, uint
         for (uint32_t i = 0; i < dim; i++)
             s->x[i] += s->xb2[i];
         rmsnorm(s->xb, s->x, L->ffn_norm.data, dim, h->norm_eps);
-        ffn(h, s, L);
+        ffn(s, L);
         for (uint32_t i = 0; i < dim; i++)
             s->x[i] += s->xb[i];
     }
