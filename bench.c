@@ -74,17 +74,21 @@ struct read_job {
     uint64_t sums[POOL_MAX_THREADS]; /* kept so the reads are not optimised away */
 };
 
-/* Eight independent sums keep enough loads in flight to saturate DRAM with
- * plain 8-byte loads; no SIMD is needed to read at full bandwidth. */
+/* Eight independent sums over each 64-byte line, plus a software prefetch
+ * PREFETCH_BYTES ahead (as the kernels do), read at full DRAM bandwidth with
+ * plain 8-byte loads: no SIMD is needed for this. */
+#define PREFETCH_BYTES 1024
 static void read_worker(void *ctx, int thread, int n_threads)
 {
     struct read_job *job = ctx;
     unsigned long long w0, w1;
     pool_split(job->n_words / 8, thread, n_threads, &w0, &w1);
     uint64_t s[8] = {0};
-    for (uint64_t i = w0 * 8; i < w1 * 8; i += 8)
+    for (uint64_t i = w0 * 8; i < w1 * 8; i += 8) {
+        __builtin_prefetch(job->buf + i + PREFETCH_BYTES / 8);
         for (int k = 0; k < 8; k++)
             s[k] += job->buf[i + (uint64_t)k];
+    }
     job->sums[thread] = s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
 }
 
@@ -216,10 +220,21 @@ static int build_model(struct bench_model *bm, const struct shape *sh, uint32_t 
 
 /* ------------------------------------------------------------ measurement */
 
+/* Reading a buffer twice the size of the last-level cache before each timed
+ * run leaves no weights cached, so small matrices are timed from DRAM as
+ * decode reads them. */
+#define EVICT_BYTES (64u << 20)
+
+static void evict_caches(struct thread_pool *pool, const uint64_t *evict)
+{
+    struct read_job job = {.buf = evict, .n_words = EVICT_BYTES / 8};
+    pool_run(pool, read_worker, &job);
+}
+
 /* Kernel GB/s for one kind of matrix: every layer's matrix of that kind in
- * turn, so the bytes streamed exceed the caches as decode's do. */
+ * turn, starting from cold caches, as decode streams them. */
 static double kernel_gbs(struct state *s, const struct bench_model *bm, size_t field_offset,
-                         int repeats)
+                         const uint64_t *evict, int repeats)
 {
     const struct model *m = &bm->m;
     const struct tensor *first = (const struct tensor *)((const char *)&m->layers[0] + field_offset);
@@ -229,6 +244,7 @@ static double kernel_gbs(struct state *s, const struct bench_model *bm, size_t f
         x[i] = (float)(i % 7) * 0.1f - 0.3f;
     double gbs[MAX_REPEATS];
     for (int r = 0; r < repeats; r++) {
+        evict_caches(s->pool, evict);
         double t0 = now_s();
         for (uint32_t l = 0; l < m->cfg.n_layers; l++)
             model_matmul(s, out, x,
@@ -238,12 +254,14 @@ static double kernel_gbs(struct state *s, const struct bench_model *bm, size_t f
     return median(gbs, repeats);
 }
 
-static double classifier_gbs(struct state *s, const struct bench_model *bm, int repeats)
+static double classifier_gbs(struct state *s, const struct bench_model *bm,
+                             const uint64_t *evict, int repeats)
 {
     const struct tensor *w = &bm->m.output;
     uint64_t bytes = hearth_tensor_bytes(w->type, w->rows, w->cols);
     double gbs[MAX_REPEATS];
     for (int r = 0; r < repeats; r++) {
+        evict_caches(s->pool, evict);
         double t0 = now_s();
         model_matmul(s, s->logits, s->x, w);
         gbs[r] = (double)bytes / (now_s() - t0) / 1e9;
@@ -274,7 +292,8 @@ struct bandwidth {
 };
 
 static int bench_type(const struct bench_options *o, uint32_t type, const struct kernels *kern,
-                      struct thread_pool *pools[2], const struct bandwidth *bw)
+                      struct thread_pool *pools[2], const struct bandwidth *bw,
+                      const uint64_t *evict)
 {
     char err[HEARTH_ERR_BYTES];
     struct bench_model bm;
@@ -306,12 +325,12 @@ static int bench_type(const struct bench_options *o, uint32_t type, const struct
         for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
             const struct tensor *t =
                 (const struct tensor *)((const char *)&bm.m.layers[0] + kinds[k].offset);
-            double gbs = kernel_gbs(&s, &bm, kinds[k].offset, o->repeats);
+            double gbs = kernel_gbs(&s, &bm, kinds[k].offset, evict, o->repeats);
             printf("    %-12s %6llu x %-6llu %7.1f GB/s  %5.1f%% of bandwidth\n", kinds[k].name,
                    (unsigned long long)t->rows, (unsigned long long)t->cols, gbs,
                    100 * gbs / bw_gbs);
         }
-        double gbs = classifier_gbs(&s, &bm, o->repeats);
+        double gbs = classifier_gbs(&s, &bm, evict, o->repeats);
         printf("    %-12s %6u x %-6u %7.1f GB/s  %5.1f%% of bandwidth\n", "classifier",
                o->shape->vocab, o->shape->dim, gbs, 100 * gbs / bw_gbs);
         double tps = decode_tokens_per_s(&s, &bm, o->tokens, o->repeats);
@@ -426,12 +445,13 @@ int bench_main(int argc, char **argv)
     memset(buf, 1, n_bytes);
     struct bandwidth bw = {read_bandwidth_gbs(pools[0], buf, n_bytes, o.repeats),
                            read_bandwidth_gbs(pools[1], buf, n_bytes, o.repeats), o.threads};
-    free(buf);
+    uint64_t *evict = buf; /* its first EVICT_BYTES serve to flush the caches */
     printf("memory read bandwidth (1 GiB buffer, median of %d): 1 thread %.1f GB/s, "
            "%d threads %.1f GB/s\n", o.repeats, bw.one, o.threads, bw.all);
     int rc = 0;
     for (int i = 0; i < o.n_types && rc == 0; i++)
-        rc = bench_type(&o, o.types[i], kern, pools, &bw);
+        rc = bench_type(&o, o.types[i], kern, pools, &bw, evict);
+    free(buf);
     if (pools[1] != pools[0])
         pool_destroy(pools[1]);
     pool_destroy(pools[0]);
