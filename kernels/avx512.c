@@ -22,9 +22,16 @@
 #include "kernels.h"
 
 #if defined(__x86_64__)
+#if defined(HEARTH_EMULATE_AVX512)
+/* Test builds only (tests/emulated/README.md): this same code on emulated
+ * intrinsics, so that CPUs without AVX-512 check it against scalar.c; no
+ * target attribute, as nothing then needs AVX-512. */
+#include "../tests/emulated/avx512_shim.h"
+#define AVX512
+#else
 #include <immintrin.h>
-
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")))
+#endif
 
 /* 4 activation bytes (one int32) in every lane. clang 14 folds this into
  * the embedded {1to16} broadcast of vpdpbusd's memory operand; gcc 12
