@@ -281,7 +281,9 @@ static int map_file(struct model *m, const char *path, char *err)
         return fail(err, "%s: file is %lld bytes, too short for a hearth model (header alone is "
                     "%u)", path, (long long)st.st_size, HEARTH_HEADER_BYTES);
     }
-    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    /* MAP_POPULATE maps every page now, so the first token does not pay a
+     * page fault per 4 KiB of weights. */
+    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
     close(fd);
     if (map == MAP_FAILED)
         return fail(err, "%s: mmap failed: %s", path, strerror(errno));

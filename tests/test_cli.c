@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../kernels/kernels.h"
 #include "test.h"
 
 /* Runs cmd; checks the exit status. Returns stdout (malloc'd) and, if
@@ -122,6 +123,27 @@ static void test_bad_input(void)
     expect_error("./run bench --types q3_k", 2, "--types");
 }
 
+/* Forcing kernels this CPU cannot run is refused with a message, never a
+ * SIGILL; kernels it can run are accepted. */
+static void test_kernels_this_cpu_lacks(void)
+{
+    struct cpu_features f;
+    cpu_detect(&f);
+    int has_avx512 = f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni;
+    int has_avx2 = f.avx2 && f.fma && f.f16c;
+    const struct { const char *name; int has; } sets[] = {{"avx512", has_avx512}, {"avx2", has_avx2}};
+    for (int i = 0; i < 2; i++) {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "./run --kernels %s -t 0 -n 20", sets[i].name);
+        if (sets[i].has) {
+            char *out = run_expect(cmd, 0, NULL);
+            free(out);
+        } else {
+            expect_error(cmd, 1, "lacks");
+        }
+    }
+}
+
 /* --info names the CPU features it saw and the kernels it chose; a forced
  * kernel set shows up there. */
 static void test_info(void)
@@ -162,6 +184,7 @@ const struct test_case cli_tests[] = {
     {"cli: --verify", test_verify},
     {"cli: bad input gets one clear error", test_bad_input},
     {"cli: --info shows CPU features, kernels and threads", test_info},
+    {"cli: --kernels this CPU lacks is refused, not SIGILL", test_kernels_this_cpu_lacks},
     {"cli: prompt longer than context, -n clamped", test_context_limits},
     {NULL, NULL},
 };
