@@ -1,22 +1,23 @@
 /* tests/emulated/avx512_shim.h - the AVX-512 intrinsics kernels/avx512.c
  * uses, for test builds on CPUs without AVX-512: SIMDe's portable versions
  * (Debian package libsimde-dev, 0.7.4) where they keep the instruction's
- * exact result, and versions written here where SIMDe 0.7.4 has none or its
- * result differs from the hardware's (the list is in
- * tests/emulated/README.md; tests/emulated/shim_check.c checks all of them
- * on crafted inputs against the Intel SDM).
+ * exact result, and versions written here where SIMDe 0.7.4 has none, its
+ * result differs from the hardware's, or (VPDPBUSD) gcc compiles it slowly.
+ * tests/emulated/README.md lists which is which; tests/emulated/shim_check.c
+ * checks every one written here, and the SIMDe ones whose corner cases matter
+ * (NaN and signed-zero order, lane order, shifts), against the Intel SDM.
  *
- * Only kernels/avx512.c includes this, and only when HEARTH_EMULATE_AVX512
- * is defined (tests/emulated/emulated.mk); the engine never does. Not
+ * Included by kernels/avx512.c when HEARTH_EMULATE_AVX512 is defined
+ * (tests/emulated/emulated.mk) and by shim_check.c; never by the engine. Not
  * emulated: timing, MXCSR exception flags, rounding modes other than the
  * default round-to-nearest-even (the kernels assume it), and any intrinsic
  * avx512.c does not use.
  *
  * One deliberate difference from hardware: _mm512_reduce_max_ps stops the
  * program when its result would depend on the order the compiler reduces
- * the lanes in (a NaN lane, or +0 and -0 as the maximum), because then
- * native builds from gcc and clang disagree with each other and no single
- * answer is right; avx512.c promises it never asks for one. */
+ * the lanes in (a NaN lane, or +0 and -0 as the maximum): gcc's header and
+ * clang's builtin may reduce in different orders, so no single answer is
+ * right, and avx512.c promises never to ask for one. */
 #ifndef HEARTH_AVX512_SHIM_H
 #define HEARTH_AVX512_SHIM_H
 
@@ -80,6 +81,22 @@ static inline simde__m512 hearth_emu_mask3_fmadd_ps(simde__m512 a, simde__m512 b
 static inline simde__m512 hearth_emu_fmadd_ps(simde__m512 a, simde__m512 b, simde__m512 c)
 {
     return hearth_emu_mask3_fmadd_ps(a, b, c, 0xffff);
+}
+
+/* ---- byte dot products -------------------------------------------------
+ * VPDPBUSD: each int32 lane of src plus the 4 products of the unsigned
+ * bytes of a with the signed bytes of b at the same positions, wrapping,
+ * no saturation (SDM Vol. 2, VPDPBUSD). SIMDe 0.7.4's version gives the
+ * same results, but gcc takes 5 s longer to compile its shuffles here. */
+static inline simde__m512i hearth_emu_dpbusd_epi32(simde__m512i src, simde__m512i a,
+                                                   simde__m512i b)
+{
+    HEARTH_EMU_LANES(uint32_t, acc, src);
+    HEARTH_EMU_LANES(uint8_t, ua, a);
+    HEARTH_EMU_LANES(int8_t, sb, b);
+    for (int i = 0; i < 64; i++)
+        acc[i / 4] += (uint32_t)((int32_t)ua[i] * (int32_t)sb[i]);
+    return hearth_emu_si512(acc);
 }
 
 /* ---- masked load -------------------------------------------------------
@@ -304,6 +321,7 @@ static inline float hearth_emu_reduce_max_ps(simde__m512 a)
 #undef _mm512_abs_ps
 #undef _mm512_reduce_add_epi32
 #undef _mm512_reduce_max_ps
+#undef _mm512_dpbusd_epi32
 #define _mm512_fmadd_ps(a, b, c) hearth_emu_fmadd_ps(a, b, c)
 #define _mm512_mask3_fmadd_ps(a, b, c, k) hearth_emu_mask3_fmadd_ps(a, b, c, k)
 #define _mm512_maskz_loadu_ps(k, p) hearth_emu_maskz_loadu_ps(k, p)
@@ -317,5 +335,6 @@ static inline float hearth_emu_reduce_max_ps(simde__m512 a)
 #define _mm512_abs_ps(a) hearth_emu_abs_ps(a)
 #define _mm512_reduce_add_epi32(a) hearth_emu_reduce_add_epi32(a)
 #define _mm512_reduce_max_ps(a) hearth_emu_reduce_max_ps(a)
+#define _mm512_dpbusd_epi32(src, a, b) hearth_emu_dpbusd_epi32(src, a, b)
 
 #endif

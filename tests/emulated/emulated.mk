@@ -25,18 +25,26 @@ EMU_SHIM_FLAGS := -ffp-contract=off -Wno-psabi
 define EMU_NEED_SIMDE
 	@printf '#include <simde/x86/avx512.h>\n' | \
 		$(CC) $(CFLAGS) -Wno-psabi -fsyntax-only -x c - 2>/dev/null || { \
-		echo "make test: the emulated AVX-512 check (tests/emulated/README.md) needs the" >&2; \
-		echo "SIMDe headers, which $(CC) cannot find. Install them: apt-get install libsimde-dev" >&2; \
+		echo "tests/emulated (part of make test) needs the SIMDe headers (simde/x86/avx512.h)," >&2; \
+		echo "which $(CC) cannot find. Install them: apt-get install libsimde-dev" >&2; \
 		exit 1; }
 endef
 
 .PHONY: test-emulated
 test: test-emulated
 
+# Off x86-64, kernels/avx512.c compiles to an empty table (its code sits
+# under #if defined(__x86_64__)), so there is nothing to check there.
+EMU_MACHINE := $(shell $(CC) -dumpmachine)
+ifeq ($(filter x86_64%,$(EMU_MACHINE)),)
+test-emulated:
+	@echo "tests/emulated: not run: $(CC) targets $(EMU_MACHINE), and kernels/avx512.c has no kernels off x86-64"
+else
 test-emulated: $(EMU_DIR)/shim_check $(EMU_DIR)/runner
 	@echo "== tests/emulated: avx512 kernels on emulated intrinsics vs scalar"
 	$(EMU_DIR)/shim_check
 	$(EMU_DIR)/runner
+endif
 
 $(EMU_DIR)/runner: $(EMU_OBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@

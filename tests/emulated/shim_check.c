@@ -130,6 +130,12 @@ static void dot_product_bytes(void)
                                                 _mm512_set1_epi32(0x08070605))},
            sizeof out);
     check(out[0] == 1070 && out[7] == 1070, "_mm512_dpbusd_epi32: bytes pair by position");
+    for (int i = 0; i < 16; i++)
+        src[i] = INT_MAX;
+    memcpy(out, (__m512i[]){_mm512_dpbusd_epi32(epi32x16(src), _mm512_set1_epi8(1),
+                                                _mm512_set1_epi8(1))},
+           sizeof out);
+    check(out[0] == INT_MIN + 3, "_mm512_dpbusd_epi32: the int32 sum wraps");
 }
 
 static void conversions(void)
