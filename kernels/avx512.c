@@ -219,6 +219,7 @@ AVX512 static void matvec_q8_0_avx512(float *out, const void *w, const struct q8
     uint64_t nb = cols / QK, stride = nb * (Q8_0_QBYTES + 2 * ROW_GROUP);
     for (uint64_t g = r0 / ROW_GROUP; g * ROW_GROUP < r1; g++)
         store_group(out, group_q8_0((const uint8_t *)w + g * stride, nb, a), g, r0, r1);
+    _mm256_zeroupper(); /* gcc 12 omits it here; see avx2.c matvec_q8_0_avx2 */
 }
 
 AVX512 static void matvec_q4_0_avx512(float *out, const void *w, const struct q8_act *a,
@@ -227,6 +228,7 @@ AVX512 static void matvec_q4_0_avx512(float *out, const void *w, const struct q8
     uint64_t nb = cols / QK, stride = nb * (Q4_0_QBYTES + 2 * ROW_GROUP);
     for (uint64_t g = r0 / ROW_GROUP; g * ROW_GROUP < r1; g++)
         store_group(out, group_q4_0((const uint8_t *)w + g * stride, nb, a), g, r0, r1);
+    _mm256_zeroupper(); /* gcc 12 omits it here; see avx2.c matvec_q8_0_avx2 */
 }
 
 const struct kernels kernels_avx512 = {

@@ -336,5 +336,8 @@ static inline float hearth_emu_reduce_max_ps(simde__m512 a)
 #define _mm512_reduce_add_epi32(a) hearth_emu_reduce_add_epi32(a)
 #define _mm512_reduce_max_ps(a) hearth_emu_reduce_max_ps(a)
 #define _mm512_dpbusd_epi32(src, a, b) hearth_emu_dpbusd_epi32(src, a, b)
+/* vzeroupper only clears hardware register state, which emulation has none of. */
+#undef _mm256_zeroupper
+#define _mm256_zeroupper() ((void)0)
 
 #endif
