@@ -338,6 +338,37 @@ static void test_act_ties(void)
     free(v);
 }
 
+/* The activation scale is fp16(amax / 127), a division: for a few amax
+ * values in every 2^23 that differs from fp16(amax * (1 / 127)). Find such
+ * values and check every kernel set gets them right. */
+static void test_act_scale_division(void)
+{
+    float amaxes[16];
+    int found = 0;
+    for (uint32_t bits = 0x3f800000u; bits < 0x40000000u && found < 16; bits++) {
+        float amax;
+        memcpy(&amax, &bits, sizeof amax);
+        if (f32_to_fp16(amax / 127.0f) != f32_to_fp16(amax * (1.0f / 127.0f)))
+            amaxes[found++] = amax;
+    }
+    CHECK(found > 0, "no amax in [1, 2) where division and reciprocal round apart");
+    if (!found)
+        return;
+    uint64_t n = (uint64_t)found * QK;
+    float *v = xalloc(n * sizeof(float));
+    for (uint64_t i = 0; i < n; i++)
+        v[i] = (i % QK == 0) ? amaxes[i / QK] : amaxes[i / QK] * (float)(i % QK) / QK;
+    struct q8_act a;
+    act_alloc(&a, n);
+    kernels_scalar.quantize_act(v, n, &a);
+    for (int b = 0; b < found; b++)
+        CHECK(a.d[b] == fp16_to_f32(f32_to_fp16(amaxes[b] / 127.0f)),
+              "amax %a: d %a is not fp16(amax / 127)", amaxes[b], a.d[b]);
+    act_free(&a);
+    check_act_all(v, n, "scale division");
+    free(v);
+}
+
 static void test_act_random(void)
 {
     uint64_t rng = 0xac71ull;
@@ -796,6 +827,7 @@ const struct test_case kernels_tests[] = {
     {"kernels_select", test_select},
     {"kernels_act_ties", test_act_ties},
     {"kernels_act_random", test_act_random},
+    {"kernels_act_scale_division", test_act_scale_division},
     {"kernels_q8_0_simd_vs_scalar", test_matvec_q8_0_simd},
     {"kernels_q4_0_simd_vs_scalar", test_matvec_q4_0_simd},
     {"kernels_extremes", test_matvec_extremes},
