@@ -130,6 +130,19 @@ struct hearth_tokenizer_header {
     uint32_t reserved;
 };
 
+/* hearth_tokenizer_header.pre_tokenizer for byte-level BPE: how text is split
+ * before BPE (tokenizer.c implements each; the regexes are quoted there).
+ * NONE: no split, the whole text is one piece. LLAMA3: Meta's Llama 3
+ * pat_str. GPT2: the GPT-2 regex. QWEN2: Llama 3's with single digits.
+ * SMOLLM: every \p{N} character alone, then the GPT-2 regex on the rest. */
+enum hearth_pre_tokenizer {
+    HEARTH_PRE_NONE = 0,
+    HEARTH_PRE_LLAMA3 = 1,
+    HEARTH_PRE_GPT2 = 2,
+    HEARTH_PRE_QWEN2 = 3,
+    HEARTH_PRE_SMOLLM = 4,
+};
+
 /* One tensor directory entry: 96 bytes. A vector has rows == 1. */
 struct hearth_tensor_entry {
     char name[HEARTH_NAME_BYTES]; /* NUL-terminated, NUL-padded, e.g. "blk.3.attn_q.weight" */

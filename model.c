@@ -322,10 +322,11 @@ static int load_tokenizer(struct model *m, char *err)
                        m->cfg.bos_id, m->cfg.eos_id, tok_err) < 0)
         return fail(err, "%s: tokenizer section (offset %llu): %s", m->path,
                     (unsigned long long)m->cfg.tokenizer_offset, tok_err);
-    if (m->tok.hdr.n_tokens != m->cfg.vocab_size) {
+    uint32_t n_tokens = m->tok.hdr.n_tokens;
+    if (n_tokens != m->cfg.vocab_size) {
         tokenizer_free(&m->tok);
         return fail(err, "%s: tokenizer has %u tokens but the header says vocab_size %u", m->path,
-                    m->tok.hdr.n_tokens, m->cfg.vocab_size);
+                    n_tokens, m->cfg.vocab_size);
     }
     return 0;
 }

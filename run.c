@@ -41,6 +41,7 @@ struct options {
     long threads;          /* 0: one per online core */
     const char *kernels;   /* NULL: the best this CPU runs */
     int logits, verify, info;
+    int special;           /* parse special-token text (e.g. <|eot_id|>) into ids */
 };
 
 static void usage(FILE *to)
@@ -58,6 +59,8 @@ static void usage(FILE *to)
             "  -s SEED           random seed (default: from the clock)\n"
             "  --tokenize TEXT   print the token ids of TEXT (no BOS) and exit\n"
             "  --ids \"1 2 3\"     feed these token ids instead of a text prompt (no BOS added)\n"
+            "  --special         let special-token text in the prompt or --tokenize TEXT\n"
+            "                    (e.g. <|eot_id|>, <s>) become special ids; off by default\n"
             "  --logits          print the logits of the last prompt position, one %%.6f value\n"
             "                    per line, and exit\n"
             "  --verify          check the model file's checksum and exit\n"
@@ -145,6 +148,8 @@ static struct options parse_args(int argc, char **argv)
             o.verify = 1;
         } else if (!strcmp(a, "--info")) {
             o.info = 1;
+        } else if (!strcmp(a, "--special")) {
+            o.special = 1;
         } else if (!v) {
             die_usage(a[0] == '-' ? "unknown option or missing value: " : "unexpected argument: ",
                       a);
@@ -207,14 +212,16 @@ static int32_t *parse_ids(const char *text, uint32_t vocab_size, size_t *n_ids)
     return ids;
 }
 
-static int32_t *encode_prompt(const struct model *m, const char *text, int add_bos, size_t *n_ids)
+static int32_t *encode_prompt(const struct model *m, const char *text, int add_bos, int special,
+                              size_t *n_ids)
 {
     char err[HEARTH_ERR_BYTES];
     size_t len = strlen(text), cap = tokenizer_max_ids(len);
     int32_t *ids = malloc(cap * sizeof *ids);
     if (!ids)
         die("out of memory");
-    int n = tokenizer_encode(&m->tok, text, len, add_bos, ids, cap, err);
+    int n = special ? tokenizer_encode_special(&m->tok, text, len, add_bos, ids, cap, err)
+                    : tokenizer_encode(&m->tok, text, len, add_bos, ids, cap, err);
     if (n < 0)
         die("%s", err);
     *n_ids = (size_t)n;
@@ -261,10 +268,10 @@ static void print_info(const struct model *m, const struct engine *e)
     printf("kernels: %s\nthreads: %d\n", e->kern->name, pool_size(e->pool));
 }
 
-static void print_tokenization(const struct model *m, const char *text)
+static void print_tokenization(const struct model *m, const char *text, int special)
 {
     size_t n;
-    int32_t *ids = encode_prompt(m, text, 0, &n);
+    int32_t *ids = encode_prompt(m, text, 0, special, &n);
     for (size_t i = 0; i < n; i++)
         printf(i ? " %d" : "%d", ids[i]);
     printf("\n");
@@ -367,11 +374,12 @@ int main(int argc, char **argv)
             die("%s", err);
         printf("%s: checksum ok\n", o.model_path);
     } else if (o.tokenize_text) {
-        print_tokenization(&m, o.tokenize_text);
+        print_tokenization(&m, o.tokenize_text, o.special);
     } else {
         size_t n_prompt;
         int32_t *prompt = o.ids_text ? parse_ids(o.ids_text, m.cfg.vocab_size, &n_prompt)
-                                     : encode_prompt(&m, o.prompt ? o.prompt : "", 1, &n_prompt);
+                                     : encode_prompt(&m, o.prompt ? o.prompt : "", 1, o.special,
+                                                     &n_prompt);
         uint32_t ctx = m.cfg.max_seq_len;
         if (n_prompt > ctx)
             die("the prompt is %zu tokens, longer than the model's context of %u", n_prompt, ctx);

@@ -2,12 +2,19 @@
  * model file (format.h), read in place.
  *
  * What it does: validates a section and indexes its pieces; encodes text the
- * way SentencePiece BPE does (Llama 2, Mistral, TinyLlama); decodes ids back
+ * way SentencePiece BPE does (Llama 2, Mistral, TinyLlama) and the way
+ * byte-level BPE does (Llama 3, GPT-2, SmolLM, Qwen2: the model's regex
+ * pre-tokenizer written out by hand, then rank-ordered merges); on request
+ * turns the exact text of special tokens into their ids; decodes ids back
  * to bytes; reassembles streamed bytes into whole UTF-8 characters.
- * What it does not do: byte-level BPE encoding (Llama 3, Qwen: refused with
- * an error for now), special-token parsing (special-token text is plain
- * text), SentencePiece's remove_extra_whitespaces and character-map
- * normalizers (the export refuses the latter; the former has no flag).
+ * What it does not do: normalizers other than SentencePiece's space
+ * escaping (no NFC, no remove_extra_whitespaces, no character maps; the
+ * export refuses files that ask for them), added-token options (lstrip,
+ * rstrip, single_word: refused by the export), BPE dropout.
+ *
+ * Byte-level BPE behaviour is Hugging Face tokenizers' (the tokenizer.json
+ * reference) and is described with the code below: special-token matching,
+ * the GPT-2 byte alphabet, the pre-tokenizer regexes, the merge loop.
  *
  * SentencePiece behaviour reproduced here, from google/sentencepiece:
  *  - normalizer.cc Normalize/NormalizePrefix: empty text gives nothing; one
@@ -47,6 +54,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "unicode.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the tokenizer section is read in place and is little-endian"
@@ -61,6 +69,15 @@ static const char UNK_SURFACE[] = " \xe2\x81\x87 ";
 /* The ids of n_bytes of text are at most 3 * n_bytes + 4 (see
  * tokenizer_max_ids); encode returns an int, so text stays below this. */
 #define MAX_TEXT_BYTES (((size_t)INT_MAX - 4) / 3)
+/* Hash tables index pieces and merges with 32-bit slot numbers; up to this
+ * many keys, a table at most 3/4 full has at most 2^31 slots. */
+#define MAX_HASHED (1u << 30)
+
+/* The special-token matcher and the byte-level BPE tables, defined with
+ * the code that uses them, further down. */
+static int known_pre_tokenizer(uint32_t pre);
+static int build_tables(struct tokenizer *t, char *err);
+static void free_tables(struct tokenizer_tables *x);
 
 /* ---- UTF-8 ---- */
 
@@ -254,6 +271,13 @@ static int check_header(const struct hearth_tokenizer_header *h, uint64_t n_byte
                         h->n_merges, h->pre_tokenizer, h->flags);
         if (h->unk_id == UINT32_MAX)
             return fail(err, "tokenizer section: a SentencePiece tokenizer needs an unk_id");
+    } else {
+        if (h->flags & (HEARTH_TOK_ADD_DUMMY_PREFIX | HEARTH_TOK_BYTE_FALLBACK))
+            return fail(err, "tokenizer section: a byte-level BPE tokenizer has flags 0x%x "
+                             "(dummy prefix and byte fallback are SentencePiece only)",
+                        h->flags);
+        if (!known_pre_tokenizer(h->pre_tokenizer))
+            return fail(err, "tokenizer section: unknown pre_tokenizer %u", h->pre_tokenizer);
     }
     struct layout l = layout_of(h);
     if (l.pieces > n_bytes)
@@ -412,6 +436,8 @@ int tokenizer_init(struct tokenizer *t, const void *section, uint64_t n_bytes,
         rc = build_byte_ids(t, err);
     if (rc == 0)
         rc = build_index(t, err);
+    if (rc == 0)
+        rc = build_tables(t, err);
     if (rc < 0) {
         tokenizer_free(t);
         return -1;
@@ -426,6 +452,7 @@ void tokenizer_free(struct tokenizer *t)
     if (!t)
         return;
     free(t->sorted_ids);
+    free_tables(t->tables);
     memset(t, 0, sizeof *t);
 }
 
@@ -837,13 +864,813 @@ static int encode_spm(const struct tokenizer *t, const char *text, size_t n_byte
     return rc;
 }
 
-int tokenizer_encode(const struct tokenizer *t, const char *text, size_t n_bytes,
-                     int add_bos, int32_t *ids, size_t max_ids, char *err)
+/* ---- special-token matching ---- */
+
+/* Bit masks of token kinds, for choosing which pieces match whole. */
+#define KIND_BIT(k) (1u << (k))
+#define SPECIAL_KINDS (KIND_BIT(HEARTH_TOKEN_CONTROL) | KIND_BIT(HEARTH_TOKEN_UNKNOWN))
+
+/* Tables tokenizer_init builds besides the sorted index. */
+struct tokenizer_tables {
+    /* CONTROL, UNKNOWN and USER_DEFINED pieces grouped by first byte
+     * (byte b: special_ids[special_start[b] .. special_start[b + 1])), each
+     * group longest first, then lowest id first. */
+    uint32_t *special_ids;
+    uint32_t special_start[257];
+    /* byte-level BPE only */
+    uint32_t *piece_slots;    /* open addressing on model piece bytes: id + 1, 0 = empty */
+    unsigned piece_bits;      /* piece_slots has 2^piece_bits entries */
+    int32_t byte_piece[256];  /* model piece that is exactly this byte, -1 if none */
+    uint32_t *merge_slots;    /* open addressing on (left, right): merge index + 1, 0 = empty */
+    unsigned slot_bits;       /* merge_slots has 2^slot_bits entries */
+    uint32_t *merge_result;   /* per merge: id of the merged piece */
+};
+
+static int can_match_whole(uint8_t kind)
 {
-    if (!t || !t->sorted_ids)
+    return kind == HEARTH_TOKEN_CONTROL || kind == HEARTH_TOKEN_UNKNOWN ||
+           kind == HEARTH_TOKEN_USER_DEFINED;
+}
+
+/* A matcher entry while sorting: the piece's first byte and length. */
+struct special_entry {
+    uint8_t first;
+    uint32_t n, id;
+};
+
+static int compare_special(const void *a, const void *b)
+{
+    const struct special_entry *x = a, *y = b;
+    if (x->first != y->first)
+        return x->first < y->first ? -1 : 1;
+    if (x->n != y->n)
+        return x->n > y->n ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static int build_special_matcher(const struct tokenizer *t, struct tokenizer_tables *x, char *err)
+{
+    uint32_t count = 0, k = 0;
+    for (uint32_t i = 0; i < t->hdr.n_tokens; i++)
+        count += can_match_whole(t->kinds[i]) && t->piece_offsets[i + 1] > t->piece_offsets[i];
+    struct special_entry *e = malloc(((size_t)count + 1) * sizeof *e);
+    x->special_ids = malloc(((size_t)count + 1) * sizeof *x->special_ids);
+    if (!e || !x->special_ids) {
+        free(e);
+        return fail(err, "tokenizer: out of memory for %u special pieces", count);
+    }
+    for (uint32_t i = 0; i < t->hdr.n_tokens; i++) {
+        uint32_t n;
+        const char *p = piece_at(t, i, &n);
+        if (can_match_whole(t->kinds[i]) && n > 0)
+            e[k++] = (struct special_entry){(uint8_t)p[0], n, i};
+    }
+    qsort(e, count, sizeof *e, compare_special);
+    memset(x->special_start, 0, sizeof x->special_start);
+    for (uint32_t i = 0; i < count; i++) {
+        x->special_ids[i] = e[i].id;
+        x->special_start[e[i].first + 1]++;
+    }
+    for (int b = 0; b < 256; b++)
+        x->special_start[b + 1] += x->special_start[b];
+    free(e);
+    return 0;
+}
+
+/* Length of the longest piece whose kind is in kinds (a KIND_BIT mask) and
+ * that s[i..n) starts with; its id goes to *id. 0 if there is none. */
+static size_t match_whole_piece(const struct tokenizer *t, unsigned kinds, const char *s,
+                                size_t n, size_t i, uint32_t *id)
+{
+    const struct tokenizer_tables *x = t->tables;
+    unsigned char b = (unsigned char)s[i];
+    for (uint32_t k = x->special_start[b]; k < x->special_start[b + 1]; k++) {
+        uint32_t len, cand = x->special_ids[k];
+        const char *p = piece_at(t, cand, &len);
+        if (!(kinds & KIND_BIT(t->kinds[cand])) || len > n - i || memcmp(p, s + i, len) != 0)
+            continue;
+        *id = cand;
+        return len;
+    }
+    return 0;
+}
+
+/* ---- byte-level BPE: the GPT-2 byte alphabet ---- */
+
+/* openai/gpt-2 src/encoder.py bytes_to_unicode: the bytes '!'..'~',
+ * 0xA1..0xAC and 0xAE..0xFF stand for the code point of the same value;
+ * the other 68 bytes (0x00..0x20, 0x7F..0xA0, 0xAD), in increasing order,
+ * stand for U+0100, U+0101, ... U+0143. */
+static int gpt2_is_self(uint32_t b)
+{
+    return (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+}
+
+static uint32_t gpt2_code_point(uint8_t b)
+{
+    if (gpt2_is_self(b))
+        return b;
+    if (b <= 0x20)
+        return 0x100u + b;
+    if (b >= 0x7f && b <= 0xa0)
+        return 0x100u + 33 + (b - 0x7fu);
+    return 0x100u + 67; /* 0xAD */
+}
+
+/* The byte code point cp stands for, or -1. */
+static int gpt2_byte(uint32_t cp)
+{
+    if (cp < 0x100)
+        return gpt2_is_self(cp) ? (int)cp : -1;
+    if (cp > 0x143)
+        return -1;
+    uint32_t k = cp - 0x100;
+    if (k <= 32)
+        return (int)k;
+    if (k <= 66)
+        return (int)(0x7f + k - 33);
+    return 0xad;
+}
+
+/* The code point of the well-formed UTF-8 character s[0..len). */
+static uint32_t utf8_decode(const unsigned char *s, size_t len)
+{
+    static const unsigned char lead_mask[5] = {0, 0x7f, 0x1f, 0x0f, 0x07};
+    uint32_t cp = s[0] & lead_mask[len];
+    for (size_t i = 1; i < len; i++)
+        cp = cp << 6 | (s[i] & 0x3fu);
+    return cp;
+}
+
+size_t tokenizer_gpt2_char(uint8_t b, char *out)
+{
+    uint32_t cp = gpt2_code_point(b);
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    out[0] = (char)(0xc0 | cp >> 6);
+    out[1] = (char)(0x80 | (cp & 0x3f));
+    return 2;
+}
+
+long tokenizer_gpt2_bytes(const char *s, size_t n, char *out, size_t *bad_at)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t k = 0;
+    for (size_t i = 0; i < n;) {
+        size_t len = utf8_char_len(u + i, n - i);
+        int b = len ? gpt2_byte(utf8_decode(u + i, len)) : -1;
+        if (b < 0) {
+            if (bad_at)
+                *bad_at = i;
+            return -1;
+        }
+        out[k++] = (char)b;
+        i += len;
+    }
+    return (long)k;
+}
+
+/* ---- byte-level BPE: pre-tokenizers ----
+ *
+ * Each pre-tokenizer is a regex that Hugging Face tokenizers runs with
+ * Oniguruma (a backtracking engine: at each position the alternatives are
+ * tried left to right, the first that matches wins, quantifiers are greedy
+ * and give back characters one at a time). Matches are taken leftmost and
+ * back to back; every character starts a match in these regexes, so the
+ * pieces cover the text. Each function below returns the end of the match
+ * that starts at i, reproducing that search by hand. Classes: \p{L}, \p{N}
+ * and \s are unicode.h's LETTER, NUMBER and SPACE (Oniguruma's \s is the
+ * White_Space property); [^\s\p{L}\p{N}] is everything else (OTHER, MARK).
+ *
+ * Llama 3 (Meta llama3 tokenizer.py pat_str; tokenizer.json Split regex):
+ *   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
+ *   ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+ * Qwen2 (Qwen2 tokenizer.json Split regex): the same with \p{N} for
+ * \p{N}{1,3}.
+ * GPT-2 (openai/gpt-2 src/encoder.py; the regex of tokenizers'
+ * ByteLevel pre-tokenizer with use_regex):
+ *   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+ * SmolLM (SmolLM2 tokenizer.json: Digits with individual_digits, then
+ * ByteLevel with use_regex): every character with Rust's char::is_numeric
+ * (General_Category N) is a piece alone (tokenizers pre_tokenizers/
+ * digits.rs); the GPT-2 regex then runs on each stretch between them, so
+ * its look-ahead stops at the stretch's end. */
+
+struct chr {
+    uint32_t cp;
+    uint32_t len;
+    enum unicode_class cls;
+};
+
+/* The character at s[i] (i < n). A byte that starts no well-formed
+ * character is a character of its own, of class OTHER. */
+static struct chr chr_at(const unsigned char *s, size_t n, size_t i)
+{
+    struct chr c;
+    if (s[i] < 0x80) {
+        c.cp = s[i];
+        c.len = 1;
+        c.cls = unicode_class_of(c.cp);
+        return c;
+    }
+    size_t len = utf8_char_len(s + i, n - i);
+    if (len == 0) {
+        c.cp = 0xfffd;
+        c.len = 1;
+        c.cls = UNICODE_OTHER;
+        return c;
+    }
+    c.cp = utf8_decode(s + i, len);
+    c.len = (uint32_t)len;
+    c.cls = unicode_class_of(c.cp);
+    return c;
+}
+
+static int is_newline(uint32_t cp)
+{
+    return cp == '\r' || cp == '\n';
+}
+
+/* [^\s\p{L}\p{N}] */
+static int is_other(enum unicode_class c)
+{
+    return c == UNICODE_OTHER || c == UNICODE_MARK;
+}
+
+/* End of the run of characters of class cls starting at i (max 0: no
+ * limit on the count). */
+static size_t run_end(const unsigned char *s, size_t n, size_t i, enum unicode_class cls,
+                      size_t max)
+{
+    size_t count = 0;
+    while (i < n && (max == 0 || count < max)) {
+        struct chr c = chr_at(s, n, i);
+        if (c.cls != cls)
+            break;
+        i += c.len;
+        count++;
+    }
+    return i;
+}
+
+static size_t others_end(const unsigned char *s, size_t n, size_t i)
+{
+    while (i < n) {
+        struct chr c = chr_at(s, n, i);
+        if (!is_other(c.cls))
+            break;
+        i += c.len;
+    }
+    return i;
+}
+
+/* '(s|t|re|ve|m|ll|d) after the apostrophe at s[i]: the match end, or 0.
+ * With fold, letters match case-insensitively as Oniguruma's (?i) does with
+ * Unicode simple case folding (CaseFolding.txt), under which U+017F LATIN
+ * SMALL LETTER LONG S also folds to 's'. */
+static size_t contraction_end(const unsigned char *s, size_t n, size_t i, int fold)
+{
+    static const char *const suffixes[] = {"s", "t", "re", "ve", "m", "ll", "d"};
+    for (size_t k = 0; k < sizeof suffixes / sizeof suffixes[0]; k++) {
+        const char *x = suffixes[k];
+        size_t j = i + 1;
+        while (*x) {
+            if (j < n && (s[j] == (unsigned char)*x || (fold && s[j] == (unsigned char)(*x - 32))))
+                j++;
+            else if (fold && *x == 's' && j + 1 < n && s[j] == 0xc5 && s[j + 1] == 0xbf)
+                j += 2; /* U+017F */
+            else
+                break;
+            x++;
+        }
+        if (!*x)
+            return j;
+    }
+    return 0;
+}
+
+/* The white-space alternatives at i (s[i] is white space): with newlines,
+ * \s*[\r\n]+ first - \s* gives back characters until a newline follows, so
+ * the match ends after the run's last newline; then \s+(?!\S), which gives
+ * back the run's last character unless the run reaches the end; then \s+. */
+static size_t space_end(const unsigned char *s, size_t n, size_t i, int newlines)
+{
+    size_t end = i, last_start = i, after_newline = 0;
+    while (end < n) {
+        struct chr c = chr_at(s, n, end);
+        if (c.cls != UNICODE_SPACE)
+            break;
+        last_start = end;
+        end += c.len;
+        if (is_newline(c.cp))
+            after_newline = end;
+    }
+    if (newlines && after_newline)
+        return after_newline;
+    if (end == n || last_start == i)
+        return end;
+    return last_start;
+}
+
+/* Llama 3 (max_digits 3) and Qwen2 (max_digits 1). */
+static size_t llama3_end(const unsigned char *s, size_t n, size_t i, size_t max_digits)
+{
+    struct chr c = chr_at(s, n, i);
+    size_t next = i + c.len, j;
+    if (c.cp == '\'' && (j = contraction_end(s, n, i, 1)) != 0)
+        return j;
+    /* [^\r\n\p{L}\p{N}]?\p{L}+ */
+    if (c.cls == UNICODE_LETTER)
+        return run_end(s, n, i, UNICODE_LETTER, 0);
+    if (c.cls != UNICODE_NUMBER && !is_newline(c.cp) && next < n &&
+        chr_at(s, n, next).cls == UNICODE_LETTER)
+        return run_end(s, n, next, UNICODE_LETTER, 0);
+    /* \p{N}{1,3} */
+    if (c.cls == UNICODE_NUMBER)
+        return run_end(s, n, i, UNICODE_NUMBER, max_digits);
+    /*  ?[^\s\p{L}\p{N}]+[\r\n]* */
+    j = i;
+    if (c.cp == ' ' && next < n && is_other(chr_at(s, n, next).cls))
+        j = next;
+    else if (!is_other(c.cls))
+        return space_end(s, n, i, 1); /* c is white space */
+    j = others_end(s, n, j);
+    while (j < n && is_newline(s[j]))
+        j++;
+    return j;
+}
+
+static size_t gpt2_end(const unsigned char *s, size_t n, size_t i)
+{
+    struct chr c = chr_at(s, n, i);
+    size_t start = i, j;
+    if (c.cp == '\'' && (j = contraction_end(s, n, i, 0)) != 0)
+        return j;
+    /* the optional space of  ?\p{L}+,  ?\p{N}+ and  ?[^\s\p{L}\p{N}]+ */
+    if (c.cp == ' ' && i + 1 < n) {
+        struct chr d = chr_at(s, n, i + 1);
+        if (d.cls != UNICODE_SPACE) {
+            start = i + 1;
+            c = d;
+        }
+    }
+    if (c.cls == UNICODE_LETTER || c.cls == UNICODE_NUMBER)
+        return run_end(s, n, start, c.cls, 0);
+    if (is_other(c.cls))
+        return others_end(s, n, start);
+    return space_end(s, n, i, 0);
+}
+
+/* Iterates over the pieces of s[0..n). */
+struct splitter {
+    uint32_t pre;
+    const unsigned char *s;
+    size_t n, pos;
+    size_t stretch_end; /* SmolLM: end of the current digit or non-digit stretch */
+};
+
+/* End of the next piece (> sp->pos), which then becomes the position.
+ * Call only while sp->pos < sp->n. */
+static size_t split_next(struct splitter *sp)
+{
+    const unsigned char *s = sp->s;
+    size_t i = sp->pos, end;
+    switch (sp->pre) {
+    case HEARTH_PRE_LLAMA3:
+        end = llama3_end(s, sp->n, i, 3);
+        break;
+    case HEARTH_PRE_QWEN2:
+        end = llama3_end(s, sp->n, i, 1);
+        break;
+    case HEARTH_PRE_GPT2:
+        end = gpt2_end(s, sp->n, i);
+        break;
+    case HEARTH_PRE_SMOLLM:
+        if (i >= sp->stretch_end) {
+            struct chr c = chr_at(s, sp->n, i);
+            size_t j = i + c.len;
+            if (c.cls != UNICODE_NUMBER) {
+                while (j < sp->n) {
+                    struct chr d = chr_at(s, sp->n, j);
+                    if (d.cls == UNICODE_NUMBER)
+                        break;
+                    j += d.len;
+                }
+            }
+            sp->stretch_end = j;
+        }
+        end = gpt2_end(s, sp->stretch_end, i);
+        break;
+    default: /* HEARTH_PRE_NONE */
+        end = sp->n;
+        break;
+    }
+    sp->pos = end;
+    return end;
+}
+
+static int known_pre_tokenizer(uint32_t pre)
+{
+    return pre <= HEARTH_PRE_SMOLLM;
+}
+
+long tokenizer_pre_split(uint32_t pre, const char *text, size_t n_bytes, size_t *ends)
+{
+    if (!known_pre_tokenizer(pre))
+        return -1;
+    struct splitter sp = {pre, (const unsigned char *)text, n_bytes, 0, 0};
+    long count = 0;
+    while (sp.pos < n_bytes)
+        ends[count++] = split_next(&sp);
+    return count;
+}
+
+/* ---- byte-level BPE: merges ---- */
+
+static uint32_t merge_slot(const struct tokenizer_tables *x, uint32_t left, uint32_t right)
+{
+    /* Fibonacci hashing of the pair (Knuth, TAOCP vol. 3, 6.4) */
+    uint64_t h = ((uint64_t)left << 32 | right) * 0x9e3779b97f4a7c15ull;
+    return (uint32_t)(h >> (64 - x->slot_bits));
+}
+
+/* Rank (index) of the merge (left, right), or UINT32_MAX. */
+static uint32_t merge_rank(const struct tokenizer *t, uint32_t left, uint32_t right)
+{
+    const struct tokenizer_tables *x = t->tables;
+    uint32_t mask = (1u << x->slot_bits) - 1;
+    for (uint32_t k = merge_slot(x, left, right);; k = (k + 1) & mask) {
+        uint32_t m = x->merge_slots[k];
+        if (m == 0)
+            return UINT32_MAX;
+        if (t->merges[m - 1][0] == left && t->merges[m - 1][1] == right)
+            return m - 1;
+    }
+}
+
+/* Pieces the BPE model itself holds: not added tokens (CONTROL,
+ * USER_DEFINED), which Hugging Face keeps outside model.vocab. */
+static int is_model_kind(uint8_t kind)
+{
+    return kind != HEARTH_TOKEN_CONTROL && kind != HEARTH_TOKEN_USER_DEFINED;
+}
+
+/* Slots needed for n keys at most 3/4 full. */
+static unsigned slot_bits_for(uint32_t n)
+{
+    unsigned bits = 4;
+    while (((uint64_t)1 << bits) < (uint64_t)n * 4 / 3 + 1)
+        bits++;
+    return bits;
+}
+
+/* FNV-1a 64 of the piece bytes (format.h), folded to bits bits. */
+static uint32_t piece_slot(const char *p, size_t n, unsigned bits)
+{
+    uint64_t h = hearth_fnv1a(HEARTH_FNV_OFFSET, p, n);
+    return (uint32_t)((h ^ (h >> 32)) * 0x9e3779b97f4a7c15ull >> (64 - bits));
+}
+
+/* The id of the model piece equal to key, or -1. */
+static int32_t lookup_model(const struct tokenizer *t, const char *key, size_t n)
+{
+    const struct tokenizer_tables *x = t->tables;
+    if (n == 0 || n > t->hdr.max_piece_bytes)
+        return -1;
+    uint32_t mask = ((uint32_t)1 << x->piece_bits) - 1;
+    for (uint32_t k = piece_slot(key, n, x->piece_bits);; k = (k + 1) & mask) {
+        uint32_t id = x->piece_slots[k], len;
+        if (id == 0)
+            return -1;
+        const char *p = piece_at(t, id - 1, &len);
+        if (len == n && memcmp(p, key, n) == 0)
+            return (int32_t)id - 1;
+    }
+}
+
+/* Hashes the model pieces; when two share their bytes, the lower id is
+ * the one found. */
+static int build_piece_index(const struct tokenizer *t, struct tokenizer_tables *x, char *err)
+{
+    if (t->hdr.n_tokens > MAX_HASHED)
+        return fail(err, "tokenizer section: %u tokens is more than the %u supported",
+                    t->hdr.n_tokens, MAX_HASHED);
+    x->piece_bits = slot_bits_for(t->hdr.n_tokens);
+    x->piece_slots = calloc((size_t)1 << x->piece_bits, sizeof *x->piece_slots);
+    if (!x->piece_slots)
+        return fail(err, "tokenizer: out of memory for the index of %u pieces", t->hdr.n_tokens);
+    uint32_t mask = ((uint32_t)1 << x->piece_bits) - 1;
+    for (uint32_t id = 0; id < t->hdr.n_tokens; id++) {
+        uint32_t n;
+        const char *p = piece_at(t, id, &n);
+        if (!is_model_kind(t->kinds[id]) || n == 0 || lookup_model(t, p, n) >= 0)
+            continue;
+        uint32_t k = piece_slot(p, n, x->piece_bits);
+        while (x->piece_slots[k] != 0)
+            k = (k + 1) & mask;
+        x->piece_slots[k] = id + 1;
+    }
+    for (int b = 0; b < 256; b++) {
+        char c = (char)b;
+        x->byte_piece[b] = lookup_model(t, &c, 1);
+    }
+    return 0;
+}
+
+/* Inserts every merge into the hash and finds its merged piece, as
+ * tokenizers models/bpe/model.rs BpeBuilder::build does: it refuses a merge
+ * whose concatenation is not in the vocabulary. A pair listed twice is
+ * refused too (tokenizers would keep the last rank, llama.cpp the first). */
+static int build_merge_index(const struct tokenizer *t, struct tokenizer_tables *x, char *err)
+{
+    uint32_t n_merges = t->hdr.n_merges;
+    if (n_merges > MAX_HASHED)
+        return fail(err, "tokenizer section: %u merges is more than the %u supported", n_merges,
+                    MAX_HASHED);
+    x->slot_bits = slot_bits_for(n_merges);
+    x->merge_slots = calloc((size_t)1 << x->slot_bits, sizeof *x->merge_slots);
+    x->merge_result = malloc(((size_t)n_merges + 1) * sizeof *x->merge_result);
+    char *joined = malloc(2 * (size_t)t->hdr.max_piece_bytes + 1);
+    int rc = 0;
+    if (!x->merge_slots || !x->merge_result || !joined)
+        rc = fail(err, "tokenizer: out of memory for the index of %u merges", n_merges);
+    uint32_t mask = ((uint32_t)1 << x->slot_bits) - 1;
+    for (uint32_t m = 0; rc == 0 && m < n_merges; m++) {
+        uint32_t a = t->merges[m][0], b = t->merges[m][1], na, nb;
+        const char *pa = piece_at(t, a, &na), *pb = piece_at(t, b, &nb);
+        memcpy(joined, pa, na);
+        memcpy(joined + na, pb, nb);
+        int32_t id = lookup_model(t, joined, (size_t)na + nb);
+        if (id < 0) {
+            rc = fail(err, "tokenizer section: merge %u (%u, %u): the merged piece is not in "
+                      "the vocabulary", m, a, b);
+            break;
+        }
+        x->merge_result[m] = (uint32_t)id;
+        uint32_t k = merge_slot(x, a, b);
+        while (x->merge_slots[k] != 0) {
+            uint32_t other = x->merge_slots[k] - 1;
+            if (t->merges[other][0] == a && t->merges[other][1] == b) {
+                rc = fail(err, "tokenizer section: merges %u and %u are the same pair (%u, %u)",
+                          other, m, a, b);
+                break;
+            }
+            k = (k + 1) & mask;
+        }
+        x->merge_slots[k] = m + 1;
+    }
+    free(joined);
+    return rc;
+}
+
+static int build_tables(struct tokenizer *t, char *err)
+{
+    t->tables = calloc(1, sizeof *t->tables);
+    if (!t->tables)
+        return fail(err, "tokenizer: out of memory");
+    if (build_special_matcher(t, t->tables, err) < 0)
+        return -1;
+    if (t->hdr.type != HEARTH_TOKENIZER_BYTE_BPE)
+        return 0;
+    if (build_piece_index(t, t->tables, err) < 0)
+        return -1;
+    return build_merge_index(t, t->tables, err);
+}
+
+static void free_tables(struct tokenizer_tables *x)
+{
+    if (!x)
+        return;
+    free(x->special_ids);
+    free(x->piece_slots);
+    free(x->merge_slots);
+    free(x->merge_result);
+    free(x);
+}
+
+/* Working state of a byte-level encode call, reused across pieces. */
+struct bbpe {
+    const struct tokenizer *t;
+    struct bsym {
+        uint32_t id;        /* UINT32_MAX once merged into its left neighbour */
+        int32_t prev, next; /* live neighbours, -1 at the ends */
+    } *sym;
+    size_t sym_cap;
+    uint64_t *heap; /* candidate merges: rank << 32 | left symbol, smallest first */
+    size_t heap_n, heap_cap;
+};
+
+static int heap64_push(struct bbpe *b, uint64_t key)
+{
+    if (b->heap_n == b->heap_cap) {
+        size_t cap = b->heap_cap ? 2 * b->heap_cap : 64;
+        uint64_t *h = realloc(b->heap, cap * sizeof *h);
+        if (!h)
+            return -1;
+        b->heap = h;
+        b->heap_cap = cap;
+    }
+    size_t i = b->heap_n++;
+    while (i > 0 && key < b->heap[(i - 1) / 2]) {
+        b->heap[i] = b->heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    b->heap[i] = key;
+    return 0;
+}
+
+static uint64_t heap64_pop(struct bbpe *b)
+{
+    uint64_t top = b->heap[0], last = b->heap[--b->heap_n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= b->heap_n)
+            break;
+        if (c + 1 < b->heap_n && b->heap[c + 1] < b->heap[c])
+            c++;
+        if (b->heap[c] >= last)
+            break;
+        b->heap[i] = b->heap[c];
+        i = c;
+    }
+    if (b->heap_n > 0)
+        b->heap[i] = last;
+    return top;
+}
+
+/* Queues the merge of symbol i with its right neighbour, if there is one. */
+static int queue_pair(struct bbpe *b, int32_t i)
+{
+    if (i < 0 || b->sym[i].next < 0)
+        return 0;
+    uint32_t rank = merge_rank(b->t, b->sym[i].id, b->sym[b->sym[i].next].id);
+    if (rank == UINT32_MAX)
+        return 0;
+    return heap64_push(b, (uint64_t)rank << 32 | (uint32_t)i);
+}
+
+/* BPE on one pre-tokenizer piece p[0..n) (tokenizers models/bpe/word.rs
+ * merge_all): start from one symbol per byte; repeatedly apply the queued
+ * merge with the lowest rank, leftmost first on equal ranks. A queued entry
+ * is stale when its left symbol is gone or now forms another pair with its
+ * neighbour; ranks name pairs uniquely, so re-reading the pair's rank
+ * detects that. With ignore_merges (tokenizers BPE::tokenize), a piece that
+ * is itself in the vocabulary is one token. */
+static int bpe_piece(struct bbpe *b, const char *p, size_t n, struct out_ids *o, char *err)
+{
+    const struct tokenizer *t = b->t;
+    const struct tokenizer_tables *x = t->tables;
+    if (t->hdr.flags & HEARTH_TOK_IGNORE_MERGES) {
+        int32_t id = lookup_model(t, p, n);
+        if (id >= 0)
+            return emit(o, (uint32_t)id, err);
+    }
+    if (n > b->sym_cap) {
+        if (n > SIZE_MAX / sizeof *b->sym)
+            return fail(err, "tokenizer: a piece of %zu bytes is too long", n);
+        struct bsym *s = realloc(b->sym, n * sizeof *s);
+        if (!s)
+            return fail(err, "tokenizer: out of memory for a piece of %zu bytes", n);
+        b->sym = s;
+        b->sym_cap = n;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int32_t id = x->byte_piece[(unsigned char)p[i]];
+        if (id < 0)
+            return fail(err, "tokenizer: byte 0x%02X has no piece in this byte-level vocabulary",
+                        (unsigned char)p[i]);
+        b->sym[i] = (struct bsym){(uint32_t)id, (int32_t)i - 1, i + 1 < n ? (int32_t)i + 1 : -1};
+    }
+    b->heap_n = 0;
+    for (size_t i = 0; i + 1 < n; i++)
+        if (queue_pair(b, (int32_t)i) < 0)
+            return fail(err, "tokenizer: out of memory");
+    while (b->heap_n > 0) {
+        uint64_t key = heap64_pop(b);
+        uint32_t rank = (uint32_t)(key >> 32);
+        int32_t left = (int32_t)(uint32_t)key, right = b->sym[left].next;
+        if (b->sym[left].id == UINT32_MAX || right < 0 ||
+            merge_rank(t, b->sym[left].id, b->sym[right].id) != rank)
+            continue;
+        b->sym[left].id = x->merge_result[rank];
+        b->sym[left].next = b->sym[right].next;
+        if (b->sym[right].next >= 0)
+            b->sym[b->sym[right].next].prev = left;
+        b->sym[right].id = UINT32_MAX;
+        if (queue_pair(b, b->sym[left].prev) < 0 || queue_pair(b, left) < 0)
+            return fail(err, "tokenizer: out of memory");
+    }
+    for (int32_t i = 0; i >= 0; i = b->sym[i].next)
+        if (emit(o, b->sym[i].id, err) < 0)
+            return -1;
+    return 0;
+}
+
+/* Pre-tokenizes one stretch of text between special tokens and encodes
+ * each piece. */
+static int encode_stretch(struct bbpe *b, const char *s, size_t n, struct out_ids *o, char *err)
+{
+    struct splitter sp = {b->t->hdr.pre_tokenizer, (const unsigned char *)s, n, 0, 0};
+    while (sp.pos < n) {
+        size_t start = sp.pos, end = split_next(&sp);
+        if (bpe_piece(b, s + start, end - start, o, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Copies text with every byte that starts no well-formed UTF-8 character
+ * replaced by U+FFFD (out: room for 3 n bytes). Returns the length. */
+static size_t replace_ill_formed(const unsigned char *text, size_t n, char *out)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n;) {
+        size_t len = utf8_char_len(text + i, n - i);
+        if (len == 0) {
+            memcpy(out + k, REPLACEMENT, sizeof REPLACEMENT);
+            k += sizeof REPLACEMENT;
+            i++;
+        } else {
+            memcpy(out + k, text + i, len);
+            k += len;
+            i += len;
+        }
+    }
+    return k;
+}
+
+/* Byte-level BPE (tokenizers Tokenizer::encode): added tokens are cut out
+ * first (AddedVocabulary::extract_and_normalize: non-special ones always,
+ * special ones when asked), then each stretch between them is
+ * pre-tokenized and each piece goes through BPE. */
+static int encode_byte_bpe(const struct tokenizer *t, const char *text, size_t n_bytes,
+                           unsigned whole_kinds, struct out_ids *o, char *err)
+{
+    char *clean = malloc(3 * n_bytes);
+    if (!clean)
+        return fail(err, "tokenizer: out of memory encoding %zu bytes", n_bytes);
+    size_t n = replace_ill_formed((const unsigned char *)text, n_bytes, clean);
+    struct bbpe b = {.t = t};
+    size_t stretch = 0, i = 0;
+    int rc = 0;
+    while (rc == 0 && i < n) {
+        uint32_t id;
+        size_t len = match_whole_piece(t, whole_kinds, clean, n, i, &id);
+        if (len == 0) {
+            i += utf8_char_len((const unsigned char *)clean + i, n - i); /* >= 1: clean is well-formed */
+            continue;
+        }
+        if (i > stretch)
+            rc = encode_stretch(&b, clean + stretch, i - stretch, o, err);
+        if (rc == 0)
+            rc = emit(o, id, err);
+        i += len;
+        stretch = i;
+    }
+    if (rc == 0 && n > stretch)
+        rc = encode_stretch(&b, clean + stretch, n - stretch, o, err);
+    free(clean);
+    free(b.sym);
+    free(b.heap);
+    return rc;
+}
+
+/* SentencePiece with special tokens: the text between CONTROL/UNKNOWN
+ * pieces is encoded as if it were a whole text, dummy prefix included, as
+ * llama.cpp llama_tokenize_impl does for SPM vocabularies. */
+static int encode_spm_special(const struct tokenizer *t, const char *text, size_t n,
+                              struct out_ids *o, char *err)
+{
+    size_t stretch = 0, i = 0;
+    while (i < n) {
+        uint32_t id;
+        size_t len = match_whole_piece(t, SPECIAL_KINDS, text, n, i, &id);
+        if (len == 0) {
+            size_t c = utf8_char_len((const unsigned char *)text + i, n - i);
+            i += c ? c : 1;
+            continue;
+        }
+        if (i > stretch && encode_spm(t, text + stretch, i - stretch, o, err) < 0)
+            return -1;
+        if (emit(o, id, err) < 0)
+            return -1;
+        o->prev_unknown = 0;
+        i += len;
+        stretch = i;
+    }
+    if (n > stretch && encode_spm(t, text + stretch, n - stretch, o, err) < 0)
+        return -1;
+    return 0;
+}
+
+static int encode_text(const struct tokenizer *t, const char *text, size_t n_bytes, int add_bos,
+                       int special, int32_t *ids, size_t max_ids, char *err)
+{
+    if (!t || !t->sorted_ids || !t->tables)
         return fail(err, "tokenizer: not initialized");
-    if (t->hdr.type == HEARTH_TOKENIZER_BYTE_BPE)
-        return fail(err, "byte-level BPE tokenizer is not supported yet");
     if (!text && n_bytes > 0)
         return fail(err, "tokenizer: text is NULL");
     if (n_bytes > MAX_TEXT_BYTES)
@@ -856,9 +1683,30 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t n_bytes
         if (emit(&o, t->bos_id, err) < 0)
             return -1;
     }
-    if (n_bytes > 0 && encode_spm(t, text, n_bytes, &o, err) < 0)
-        return -1;
-    return (int)o.n;
+    int rc = 0;
+    if (n_bytes == 0)
+        rc = 0;
+    else if (t->hdr.type == HEARTH_TOKENIZER_BYTE_BPE)
+        rc = encode_byte_bpe(t, text, n_bytes,
+                             KIND_BIT(HEARTH_TOKEN_USER_DEFINED) | (special ? SPECIAL_KINDS : 0),
+                             &o, err);
+    else if (special)
+        rc = encode_spm_special(t, text, n_bytes, &o, err);
+    else
+        rc = encode_spm(t, text, n_bytes, &o, err);
+    return rc < 0 ? -1 : (int)o.n;
+}
+
+int tokenizer_encode(const struct tokenizer *t, const char *text, size_t n_bytes,
+                     int add_bos, int32_t *ids, size_t max_ids, char *err)
+{
+    return encode_text(t, text, n_bytes, add_bos, 0, ids, max_ids, err);
+}
+
+int tokenizer_encode_special(const struct tokenizer *t, const char *text, size_t n_bytes,
+                             int add_bos, int32_t *ids, size_t max_ids, char *err)
+{
+    return encode_text(t, text, n_bytes, add_bos, 1, ids, max_ids, err);
 }
 
 /* ---- decoding ---- */

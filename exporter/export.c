@@ -4,10 +4,11 @@
  *   ./export SOURCE -o OUT [--type f32] [--tokenizer FILE] [--quiet]
  *
  * SOURCE is a Hugging Face model folder (config.json, safetensors,
- * tokenizer.model or tokenizer.json) or a llama2.c checkpoint (with its
- * tokenizer given as --tokenizer: llama2.c tokenizer.bin or SentencePiece
- * tokenizer.model). This file only parses the command line, picks the reader
- * and reports; the readers and the writer do the work. */
+ * tokenizer.model or tokenizer.json), a GGUF file (recognised by its magic
+ * "GGUF"), or a llama2.c checkpoint (with its tokenizer given as
+ * --tokenizer: llama2.c tokenizer.bin or SentencePiece tokenizer.model).
+ * This file only parses the command line, picks the reader and reports; the
+ * readers and the writer do the work. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,11 +21,12 @@ static void usage(FILE *to)
 {
     fprintf(to,
             "usage: ./export SOURCE -o OUT [options]\n"
-            "  SOURCE             a Hugging Face model folder, or a llama2.c checkpoint file\n"
+            "  SOURCE             a Hugging Face model folder, a GGUF file, or a llama2.c\n"
+            "                     checkpoint file\n"
             "  -o, --output OUT   the hearth model file to write\n"
             "  --type TYPE        weight type of the 2-D matrices: f32 (default), q8_0, q4_0\n"
             "  --tokenizer FILE   tokenizer for a llama2.c checkpoint: tokenizer.bin or\n"
-            "                     tokenizer.model (a folder brings its own)\n"
+            "                     tokenizer.model (a folder or GGUF file brings its own)\n"
             "  -q, --quiet        print nothing but errors\n"
             "  -h, --help         this text\n");
 }
@@ -102,6 +104,18 @@ static int read_tokenizer_file(const char *path, uint32_t vocab_size, struct voc
     return vocab_read_llama2c(path, vocab_size, v, err);
 }
 
+/* Whether path starts with GGUF's magic (llama.cpp gguf.h: "GGUF"). */
+static int is_gguf(const char *path)
+{
+    char magic[4];
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    int yes = fread(magic, 1, 4, f) == 4 && !memcmp(magic, "GGUF", 4);
+    fclose(f);
+    return yes;
+}
+
 static void read_source(const struct options *o, struct source *src)
 {
     char err[HEARTH_ERR_BYTES];
@@ -114,6 +128,13 @@ static void read_source(const struct options *o, struct source *src)
         if (o->tokenizer)
             die("--tokenizer is only for llama2.c checkpoints; a folder brings its own");
         if (hf_read(o->source, src, err) < 0)
+            die(err);
+        return;
+    }
+    if (is_gguf(o->source)) {
+        if (o->tokenizer)
+            die("--tokenizer is only for llama2.c checkpoints; a GGUF file brings its own");
+        if (gguf_read(o->source, src, err) < 0)
             die(err);
         return;
     }
@@ -148,6 +169,35 @@ static void print_config(const struct options *o, const struct source *src)
             src->vocab.hdr.n_tokens, c->bos_id, c->eos_id);
 }
 
+/* Says what happens to matrices that arrive quantized (GGUF Q8_0/Q4_0):
+ * taken over block for block when the output type is theirs, otherwise
+ * dequantized exactly, and for another block type quantized again, which
+ * adds rounding error to the file's own. */
+static void print_quantized_sources(const struct options *o, const struct source *src)
+{
+    static const uint32_t block_types[] = {HEARTH_Q8_0, HEARTH_Q4_0};
+    for (size_t b = 0; b < sizeof block_types / sizeof block_types[0]; b++) {
+        uint32_t from = block_types[b], n = 0;
+        for (uint32_t i = 0; i < src->n_tensors; i++)
+            n += src->tensors[i].type == from && src->tensors[i].rows > 1;
+        if (n == 0)
+            continue;
+        const char *name = hearth_type_name(from);
+        if (o->type == from)
+            fprintf(stderr, "note: %u %s matrices are taken over unchanged (no requantization)\n",
+                    n, name);
+        else if (o->type == HEARTH_F32)
+            fprintf(stderr, "note: %u %s matrices are dequantized to f32: exactly their %s "
+                    "values, four or more times the size (--type %s keeps them as they are)\n",
+                    n, name, name, name);
+        else
+            fprintf(stderr, "warning: %u %s matrices are dequantized and quantized again as %s: "
+                    "this adds rounding error on top of the file's own %s quantization (--type "
+                    "%s takes them over unchanged)\n", n, name, hearth_type_name(o->type), name,
+                    name);
+    }
+}
+
 /* Says what was written, naming matrices that could not take the type. */
 static void print_written(const struct options *o, const struct source *src)
 {
@@ -173,8 +223,10 @@ int main(int argc, char **argv)
     struct options o = parse_args(argc, argv);
     struct source src;
     read_source(&o, &src);
-    if (!o.quiet)
+    if (!o.quiet) {
         print_config(&o, &src);
+        print_quantized_sources(&o, &src);
+    }
     char err[HEARTH_ERR_BYTES];
     if (hearth_write(&src, o.output, o.type, !o.quiet, err) < 0)
         die(err);

@@ -52,6 +52,7 @@ void vocab_free(struct vocab *v);
 /* Readers. Each returns 0, or -1 with err naming the file and the problem. */
 int llama2c_read(const char *path, struct source *src, char *err);
 int hf_read(const char *dir, struct source *src, char *err);
+int gguf_read(const char *path, struct source *src, char *err);
 
 int vocab_read_spm_model(const char *path, struct vocab *v, char *err);     /* tokenizer.model */
 int vocab_read_llama2c(const char *path, uint32_t n_tokens, struct vocab *v, char *err); /* tokenizer.bin */

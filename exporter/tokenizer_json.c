@@ -1,15 +1,19 @@
 /* exporter/tokenizer_json.c - reads a Hugging Face tokenizer.json holding a
  * SentencePiece-style BPE (Llama 2, TinyLlama, Mistral as transformers saves
- * them) into struct vocab.
+ * them) or a byte-level BPE (Llama 3, GPT-2, SmolLM2) into struct vocab.
  *
- * Accepted: model.type "BPE" (usually with byte_fallback); spaces turned into
- * U+2581 by a Replace normalizer or a Metaspace pre-tokenizer; an optional
- * dummy prefix (Prepend normalizer, or Metaspace prepend_scheme
- * "first"/"always", or the older add_prefix_space). Refused, by name:
- * byte-level BPE (ByteLevel pre-tokenizer or decoder, e.g. Llama 3; not
- * supported yet), other model types (Unigram, WordPiece, WordLevel), and
- * any normalizer or pre-tokenizer step hearth's SentencePiece tokenizer does
- * not implement.
+ * SentencePiece-style, accepted: model.type "BPE" (usually with
+ * byte_fallback); spaces turned into U+2581 by a Replace normalizer or a
+ * Metaspace pre-tokenizer; an optional dummy prefix (Prepend normalizer, or
+ * Metaspace prepend_scheme "first"/"always", or the older add_prefix_space).
+ * Byte-level (a ByteLevel pre-tokenizer or decoder), accepted: the
+ * pre-tokenizer forms and regexes of enum hearth_pre_tokenizer, no
+ * normalizer, a ByteLevel decoder, ignore_merges; pieces are decoded from
+ * the GPT-2 byte alphabet to raw bytes, merges become id pairs.
+ * Refused, by name: other model types (Unigram, WordPiece, WordLevel), any
+ * normalizer or pre-tokenizer step or regex hearth does not implement (NFC,
+ * which Qwen2 asks for, among them), added tokens with lstrip, rstrip or
+ * single_word in a byte-level file.
  *
  * Scores. SentencePiece BPE merges the adjacent pair whose merged piece has
  * the highest score (FACTS.md). tokenizer.json has no scores, only merges in
@@ -146,8 +150,9 @@ static int read_pre_tokenizer(const struct json *root, const char *path, struct 
 }
 
 /* Checks the model section and returns it (object "model", type BPE). */
-static int check_model(const struct json *root, const char *path, const struct json **model,
-                       int *byte_fallback, char *err)
+static int check_model(const struct json *root, const char *path, int byte_level,
+                       const struct json **model, int *byte_fallback, int *ignore_merges,
+                       char *err)
 {
     if (root->type != JSON_OBJECT)
         return fail(err, "%s: must be a JSON object, found %s", path, json_type_name(root->type));
@@ -159,21 +164,20 @@ static int check_model(const struct json *root, const char *path, const struct j
     if (type ? !json_is_string(type, "BPE") : !json_get(m, "merges"))
         return fail(err, "%s: model type %.64s is not supported; hearth reads BPE "
                     "tokenizer.json files only", path, type_of(m));
-    if (is_byte_level(json_get(root, "pre_tokenizer"), "pretokenizers") ||
-        is_byte_level(json_get(root, "decoder"), "decoders"))
-        return fail(err, "%s: byte-level BPE (ByteLevel pre-tokenizer or decoder, as in "
-                    "Llama 3) is not supported yet; only SentencePiece-style BPE is", path);
     char ctx[HEARTH_ERR_BYTES / 2];
     snprintf(ctx, sizeof ctx, "%s: model", path);
-    int ignore_merges = 0;
     double dropout = 0;
     *byte_fallback = 0;
+    *ignore_merges = 0;
     if (json_get_bool(m, ctx, "byte_fallback", JSON_OPTIONAL, byte_fallback, err) < 0 ||
-        json_get_bool(m, ctx, "ignore_merges", JSON_OPTIONAL, &ignore_merges, err) < 0 ||
+        json_get_bool(m, ctx, "ignore_merges", JSON_OPTIONAL, ignore_merges, err) < 0 ||
         json_get_num(m, ctx, "dropout", JSON_OPTIONAL, &dropout, err) < 0)
         return -1;
-    if (ignore_merges)
+    if (*ignore_merges && !byte_level)
         return fail(err, "%s: ignore_merges is not supported for SentencePiece-style BPE", ctx);
+    if (*byte_fallback && byte_level)
+        return fail(err, "%s: byte_fallback is not supported for byte-level BPE (every byte "
+                    "already has a piece)", ctx);
     if (dropout != 0)
         return fail(err, "%s: dropout %g is not supported (it makes tokenization random)", ctx,
                     dropout);
@@ -312,9 +316,8 @@ static int set_unknown(struct vocab *v, const struct json *model, const char *pa
 }
 
 /* Every id has a piece, no two pieces are the same string; kinds of
- * byte and unknown pieces are set. */
-static int finish_pieces(struct vocab *v, const struct json *model, int byte_fallback,
-                         const char *path, char *err)
+ * byte pieces are set. */
+static int finish_pieces(struct vocab *v, int byte_fallback, const char *path, char *err)
 {
     uint32_t n = v->hdr.n_tokens, n_byte_pieces = 0;
     for (uint32_t id = 0; id < n; id++) {
@@ -346,9 +349,7 @@ static int finish_pieces(struct vocab *v, const struct json *model, int byte_fal
             rc = fail(err, "%s: ids %u and %u are the same piece \"%.64s\"", path,
                       refs[i - 1].id, refs[i].id, refs[i].bytes);
     free(refs);
-    if (rc < 0)
-        return -1;
-    return set_unknown(v, model, path, err);
+    return rc;
 }
 
 /* ---- merges -------------------------------------------------------------- */
@@ -427,6 +428,340 @@ static int set_scores(struct vocab *v, const struct json *model, const char *pat
     return rc;
 }
 
+/* ---- byte-level BPE ------------------------------------------------------ */
+
+/* The Split regexes hearth implements, exactly as tokenizer.json spells
+ * them (after JSON unescaping); tokenizer.c quotes their sources. */
+static const struct {
+    const char *regex;
+    uint32_t pre;
+    const char *name;
+} KNOWN_REGEXES[] = {
+    {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+"
+     "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+", HEARTH_PRE_LLAMA3, "Llama 3"},
+    {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+"
+     "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+", HEARTH_PRE_QWEN2, "Qwen2"},
+    {"'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+",
+     HEARTH_PRE_GPT2, "GPT-2"},
+};
+
+/* ByteLevel pre-tokenizer (tokenizers pre_tokenizers/byte_level.rs):
+ * add_prefix_space must be false (a space before the text, which none of
+ * the supported models asks for, is not implemented); use_regex (default
+ * true) runs the GPT-2 regex. */
+static int byte_level_step(const struct json *step, const char *path, int *use_regex, char *err)
+{
+    int add_prefix_space = 0;
+    *use_regex = 1;
+    char ctx[HEARTH_ERR_BYTES / 2];
+    snprintf(ctx, sizeof ctx, "%s: pre_tokenizer ByteLevel", path);
+    if (json_get_bool(step, ctx, "add_prefix_space", JSON_OPTIONAL, &add_prefix_space, err) < 0 ||
+        json_get_bool(step, ctx, "use_regex", JSON_OPTIONAL, use_regex, err) < 0)
+        return -1;
+    if (add_prefix_space)
+        return fail(err, "%s: add_prefix_space true is not supported", ctx);
+    return 0;
+}
+
+/* Split with a Regex pattern, behavior Isolated, not inverted: the pieces
+ * are the matches (the regexes match everywhere, so nothing is between). */
+static int split_step(const struct json *step, const char *path, uint32_t *pre, char *err)
+{
+    const struct json *regex = json_get(json_get(step, "pattern"), "Regex");
+    const struct json *behavior = json_get(step, "behavior"), *invert = json_get(step, "invert");
+    if (!regex || regex->type != JSON_STRING)
+        return fail(err, "%s: byte-level BPE pre-tokenizer Split without a Regex pattern is not "
+                    "supported", path);
+    if ((behavior && !json_is_string(behavior, "Isolated")) ||
+        (invert && invert->type != JSON_FALSE))
+        return fail(err, "%s: byte-level BPE pre-tokenizer Split must have behavior \"Isolated\" "
+                    "and invert false", path);
+    for (size_t i = 0; i < sizeof KNOWN_REGEXES / sizeof KNOWN_REGEXES[0]; i++) {
+        if (json_is_string(regex, KNOWN_REGEXES[i].regex)) {
+            *pre = KNOWN_REGEXES[i].pre;
+            return 0;
+        }
+    }
+    return fail(err, "%s: byte-level BPE pre-tokenizer Split regex \"%.160s\" is not supported "
+                "yet (hearth implements the Llama 3, Qwen2 and GPT-2 patterns)", path,
+                regex->u.str);
+}
+
+/* The pre-tokenizer forms of the supported models:
+ *   ByteLevel(use_regex)                       GPT-2 regex, or none
+ *   Sequence[Split(regex), ByteLevel(no regex)] Llama 3, Qwen2 (or GPT-2)
+ *   Sequence[Digits(individual), ByteLevel(use_regex)] SmolLM */
+static int read_byte_level_pre(const struct json *root, const char *path, uint32_t *pre,
+                               char *err)
+{
+    const struct json *pt = json_get(root, "pre_tokenizer");
+    if (!pt || pt->type == JSON_NULL)
+        return fail(err, "%s: byte-level BPE needs a ByteLevel pre-tokenizer (the decoder is "
+                    "ByteLevel but there is no pre_tokenizer)", path);
+    const struct json *list = type_is(pt, "Sequence") ? json_get(pt, "pretokenizers") : NULL;
+    size_t n = list ? json_len(list) : 1;
+    const struct json *first = list ? json_at(list, 0) : pt, *last = list ? json_at(list, n - 1) : pt;
+    int use_regex;
+    if (n == 0 || n > 2 || !type_is(last, "ByteLevel"))
+        return fail(err, "%s: byte-level BPE pre-tokenizer %s%s%s is not supported (hearth "
+                    "implements ByteLevel, Split + ByteLevel and Digits + ByteLevel)", path,
+                    type_of(pt), list ? " of " : "", list ? (n ? type_of(first) : "nothing") : "");
+    if (byte_level_step(last, path, &use_regex, err) < 0)
+        return -1;
+    if (n == 1) {
+        *pre = use_regex ? HEARTH_PRE_GPT2 : HEARTH_PRE_NONE;
+        return 0;
+    }
+    if (type_is(first, "Split")) {
+        if (split_step(first, path, pre, err) < 0)
+            return -1;
+        if (use_regex)
+            return fail(err, "%s: a Split pre-tokenizer followed by ByteLevel with use_regex "
+                        "true (two regexes) is not supported", path);
+        return 0;
+    }
+    int individual = 0;
+    if (type_is(first, "Digits") &&
+        json_get_bool(first, path, "individual_digits", JSON_OPTIONAL, &individual, err) < 0)
+        return -1;
+    if (!type_is(first, "Digits") || !individual || !use_regex)
+        return fail(err, "%s: byte-level BPE pre-tokenizer %s before ByteLevel is not supported "
+                    "(hearth implements Split(regex), and Digits with individual_digits before "
+                    "a ByteLevel with use_regex)", path, type_of(first));
+    *pre = HEARTH_PRE_SMOLLM;
+    return 0;
+}
+
+/* No normalizer (Llama 3, GPT-2, SmolLM2); Qwen2's NFC is refused. */
+static int check_byte_level_normalizer(const struct json *root, const char *path, char *err)
+{
+    const struct json *n = json_get(root, "normalizer");
+    if (!n || n->type == JSON_NULL)
+        return 0;
+    const struct json *list = type_is(n, "Sequence") ? json_get(n, "normalizers") : NULL;
+    if (list && json_len(list) == 0)
+        return 0;
+    const struct json *step = list ? json_at(list, 0) : n;
+    if (type_is(step, "NFC"))
+        return fail(err, "%s: normalizer NFC (as in Qwen2) is not supported yet for byte-level "
+                    "BPE", path);
+    return fail(err, "%s: normalizer %.64s is not supported for byte-level BPE", path,
+                type_of(step));
+}
+
+static int check_byte_level_decoder(const struct json *root, const char *path, char *err)
+{
+    const struct json *d = json_get(root, "decoder");
+    if (!d || d->type == JSON_NULL || type_is(d, "ByteLevel"))
+        return 0;
+    return fail(err, "%s: decoder %.64s is not supported for byte-level BPE (hearth decodes "
+                "as ByteLevel does)", path, type_of(d));
+}
+
+/* model.vocab keys are spelled in the GPT-2 byte alphabet; the pieces are
+ * the bytes they stand for. */
+static int fill_byte_level_pieces(struct vocab *v, const struct json *vocab, const char *path,
+                                  char *err)
+{
+    size_t cap = 0;
+    char *buf = NULL;
+    int rc = 0;
+    for (size_t i = 0; i < vocab->n && rc == 0; i++) {
+        const struct json_member *m = json_member_at(vocab, i);
+        uint64_t id;
+        size_t bad_at = 0;
+        json_uint64(&m->value, &id); /* checked by count_tokens */
+        if (m->key_len > cap) {
+            cap = m->key_len;
+            char *b = realloc(buf, cap);
+            if (!b) {
+                rc = fail(err, "%s: out of memory", path);
+                break;
+            }
+            buf = b;
+        }
+        long n = tokenizer_gpt2_bytes(m->key, m->key_len, buf, &bad_at);
+        if (n < 0)
+            rc = fail(err, "%s: model.vocab[\"%.64s\"] (id %" PRIu64 "): byte %zu starts a "
+                      "character outside the GPT-2 byte alphabet", path, m->key, id, bad_at);
+        else if (v->pieces[id])
+            rc = fail(err, "%s: model.vocab gives id %" PRIu64 " to two pieces, the second "
+                      "\"%.64s\"", path, id, m->key);
+        else
+            rc = set_piece(v, (uint32_t)id, buf, (size_t)n, path, err);
+        if (rc == 0)
+            v->kinds[id] = HEARTH_TOKEN_NORMAL;
+    }
+    free(buf);
+    return rc;
+}
+
+/* Added tokens with lstrip, rstrip or single_word change how their text
+ * is matched (tokenizers added_vocabulary.rs find_matches); hearth matches
+ * exact text only, so it refuses them. */
+static int check_added_flags(const struct json *added, const char *path, char *err)
+{
+    static const char *const flags[] = {"lstrip", "rstrip", "single_word"};
+    for (size_t i = 0; i < json_len(added); i++) {
+        for (int f = 0; f < 3; f++) {
+            const struct json *x = json_get(json_at(added, i), flags[f]);
+            if (x && x->type == JSON_TRUE)
+                return fail(err, "%s: added_tokens[%zu]: %s true is not supported", path, i,
+                            flags[f]);
+        }
+    }
+    return 0;
+}
+
+struct merge_ref {
+    uint32_t a, b, rank;
+};
+
+static int compare_merge_ref(const void *x, const void *y)
+{
+    const struct merge_ref *p = x, *q = y;
+    if (p->a != q->a)
+        return p->a < q->a ? -1 : 1;
+    if (p->b != q->b)
+        return p->b < q->b ? -1 : 1;
+    return p->rank < q->rank ? -1 : p->rank > q->rank;
+}
+
+/* A pair listed twice means different things to tokenizers (last rank
+ * wins) and llama.cpp (first wins): refused. */
+static int check_duplicate_merges(const struct vocab *v, const char *path, char *err)
+{
+    uint32_t n = v->hdr.n_merges;
+    struct merge_ref *r = malloc(((size_t)n + 1) * sizeof *r);
+    if (!r)
+        return fail(err, "%s: out of memory", path);
+    for (uint32_t i = 0; i < n; i++)
+        r[i] = (struct merge_ref){v->merges[i][0], v->merges[i][1], i};
+    qsort(r, n, sizeof *r, compare_merge_ref);
+    int rc = 0;
+    for (uint32_t i = 1; i < n && rc == 0; i++)
+        if (r[i].a == r[i - 1].a && r[i].b == r[i - 1].b)
+            rc = fail(err, "%s: model.merges[%u] and model.merges[%u] are the same pair", path,
+                      r[i - 1].rank, r[i].rank);
+    free(r);
+    return rc;
+}
+
+/* Merges name model.vocab keys (GPT-2 alphabet); each becomes a pair of
+ * ids in rank order. As tokenizers BpeBuilder::build does, a merge whose
+ * parts or concatenation are not in model.vocab is refused. */
+static int read_byte_level_merges(struct vocab *v, const struct json *model, const char *path,
+                                  char *err)
+{
+    const struct json *vocab = json_get(model, "vocab"), *merges;
+    if (json_get_typed(model, path, "merges", JSON_REQUIRED, JSON_ARRAY, &merges, err) < 0)
+        return -1;
+    if (merges->n > TJ_MAX_MERGES)
+        return fail(err, "%s: %zu merges is more than the %u supported", path, merges->n,
+                    TJ_MAX_MERGES);
+    v->merges = malloc((merges->n + 1) * sizeof *v->merges);
+    size_t cap = 0;
+    char *joined = NULL;
+    int rc = v->merges ? 0 : fail(err, "%s: out of memory for %zu merges", path, merges->n);
+    for (size_t r = 0; r < merges->n && rc == 0; r++) {
+        const char *part[2] = {NULL, NULL};
+        size_t len[2] = {0, 0};
+        uint64_t id[3];
+        if (merge_parts(json_at(merges, r), r, path, part, len, err) < 0) {
+            rc = -1;
+            break;
+        }
+        for (int k = 0; k < 2 && rc == 0; k++)
+            if (!json_uint64(json_get_n(vocab, part[k], len[k]), &id[k]))
+                rc = fail(err, "%s: model.merges[%zu]: \"%.*s\" is not in model.vocab", path, r,
+                          (int)(len[k] > 64 ? 64 : len[k]), part[k]);
+        if (rc < 0)
+            break;
+        if (len[0] + len[1] > cap) {
+            cap = 2 * (len[0] + len[1]);
+            char *j = realloc(joined, cap);
+            if (!j) {
+                rc = fail(err, "%s: out of memory", path);
+                break;
+            }
+            joined = j;
+        }
+        memcpy(joined, part[0], len[0]);
+        memcpy(joined + len[0], part[1], len[1]);
+        if (!json_uint64(json_get_n(vocab, joined, len[0] + len[1]), &id[2]))
+            rc = fail(err, "%s: model.merges[%zu]: the merged piece \"%.*s\" is not in "
+                      "model.vocab", path, r, (int)(len[0] + len[1] > 64 ? 64 : len[0] + len[1]),
+                      joined);
+        v->merges[r][0] = (uint32_t)id[0];
+        v->merges[r][1] = (uint32_t)id[1];
+    }
+    free(joined);
+    v->hdr.n_merges = (uint32_t)merges->n;
+    if (rc == 0)
+        rc = check_duplicate_merges(v, path, err);
+    return rc;
+}
+
+/* BPE starts from one piece per byte, so all 256 must be model pieces. */
+static int check_byte_coverage(const struct vocab *v, const char *path, char *err)
+{
+    uint8_t have[256] = {0};
+    for (uint32_t id = 0; id < v->hdr.n_tokens; id++)
+        if (v->piece_bytes[id] == 1 && v->kinds[id] == HEARTH_TOKEN_NORMAL)
+            have[(uint8_t)v->pieces[id][0]] = 1;
+    for (int b = 0; b < 256; b++) {
+        if (!have[b]) {
+            char c[3] = {0};
+            tokenizer_gpt2_char((uint8_t)b, c);
+            return fail(err, "%s: the byte-level BPE vocabulary has no piece for byte 0x%02X "
+                        "(\"%s\" in model.vocab)", path, b, c);
+        }
+    }
+    return 0;
+}
+
+/* A byte-level BPE tokenizer.json (Llama 3, GPT-2, SmolLM2): pieces are
+ * raw bytes, scores are 0, merges are id pairs, added tokens keep their
+ * text as is (tokenizers AddedVocabulary stores content unencoded). BOS and
+ * EOS are left to config.json: tokenizer.json does not name them. */
+static int read_byte_level(const struct json *root, const struct json *model, int ignore_merges,
+                           const char *path, struct vocab *v, char *err)
+{
+    const struct json *vocab, *added = NULL;
+    uint32_t pre = 0, n = 0;
+    if (read_byte_level_pre(root, path, &pre, err) < 0 ||
+        check_byte_level_normalizer(root, path, err) < 0 ||
+        check_byte_level_decoder(root, path, err) < 0)
+        return -1;
+    if (json_get_typed(model, path, "vocab", JSON_REQUIRED, JSON_OBJECT, &vocab, err) < 0 ||
+        json_get_typed(root, path, "added_tokens", JSON_OPTIONAL, JSON_ARRAY, &added, err) < 0 ||
+        check_added_flags(added, path, err) < 0 || count_tokens(vocab, added, path, &n, err) < 0)
+        return -1;
+    /* ids are 0 .. n - 1 without gaps, so a larger id than the entries can
+     * fill is an error found before allocating for it */
+    if (n > vocab->n + json_len(added))
+        return fail(err, "%s: ids go up to %u but model.vocab and added_tokens have only %zu "
+                    "entries, so some id has no piece", path, n - 1, vocab->n + json_len(added));
+    v->pieces = calloc(n, sizeof *v->pieces);
+    v->piece_bytes = calloc(n, sizeof *v->piece_bytes);
+    v->scores = calloc(n, sizeof *v->scores);
+    v->kinds = calloc(n, sizeof *v->kinds);
+    v->hdr.n_tokens = n;
+    if (!v->pieces || !v->piece_bytes || !v->scores || !v->kinds)
+        return fail(err, "%s: out of memory for %u tokens", path, n);
+    if (fill_byte_level_pieces(v, vocab, path, err) < 0 ||
+        fill_added_tokens(v, added, path, err) < 0 || finish_pieces(v, 0, path, err) < 0 ||
+        check_byte_coverage(v, path, err) < 0 || read_byte_level_merges(v, model, path, err) < 0)
+        return -1;
+    v->hdr.type = HEARTH_TOKENIZER_BYTE_BPE;
+    v->hdr.flags = ignore_merges ? HEARTH_TOK_IGNORE_MERGES : 0;
+    v->hdr.pre_tokenizer = pre;
+    v->hdr.unk_id = UINT32_MAX;
+    v->bos_id = UINT32_MAX;
+    v->eos_id = UINT32_MAX;
+    return 0;
+}
+
 /* ---- the reader ---------------------------------------------------------- */
 
 /* SentencePiece's default names for the BOS and EOS pieces
@@ -444,10 +779,15 @@ static uint32_t control_id(const struct vocab *v, const char *piece)
 static int read_vocab(const struct json *root, const char *path, struct vocab *v, char *err)
 {
     const struct json *model, *vocab, *added = NULL;
-    int byte_fallback;
+    int byte_fallback, ignore_merges;
     struct spaces sp = {0};
-    if (check_model(root, path, &model, &byte_fallback, err) < 0 ||
-        read_normalizer(root, path, &sp, err) < 0 || read_pre_tokenizer(root, path, &sp, err) < 0)
+    int byte_level = is_byte_level(json_get(root, "pre_tokenizer"), "pretokenizers") ||
+                     is_byte_level(json_get(root, "decoder"), "decoders");
+    if (check_model(root, path, byte_level, &model, &byte_fallback, &ignore_merges, err) < 0)
+        return -1;
+    if (byte_level)
+        return read_byte_level(root, model, ignore_merges, path, v, err);
+    if (read_normalizer(root, path, &sp, err) < 0 || read_pre_tokenizer(root, path, &sp, err) < 0)
         return -1;
     if (!sp.replaced)
         return fail(err, "%s: neither a Metaspace pre-tokenizer nor a Replace(' ', U+2581) "
@@ -465,7 +805,7 @@ static int read_vocab(const struct json *root, const char *path, struct vocab *v
     if (!v->pieces || !v->piece_bytes || !v->scores || !v->kinds)
         return fail(err, "%s: out of memory for %u tokens", path, n);
     if (fill_vocab_pieces(v, vocab, path, err) < 0 || fill_added_tokens(v, added, path, err) < 0 ||
-        finish_pieces(v, model, byte_fallback, path, err) < 0 ||
+        finish_pieces(v, byte_fallback, path, err) < 0 || set_unknown(v, model, path, err) < 0 ||
         set_scores(v, model, path, err) < 0)
         return -1;
     v->hdr.type = HEARTH_TOKENIZER_SPM;

@@ -5,7 +5,12 @@
  * file is written front to back in one pass, hashed as it goes, with the
  * FNV-1a checksum appended last. Tensors stream row by row from their source
  * files: memory stays at a few rows whatever the model size. The output goes
- * to OUT.tmp and is renamed to OUT only when complete. */
+ * to OUT.tmp and is renamed to OUT only when complete.
+ *
+ * Sources are F32/F16/BF16 rows, or rows of GGUF Q8_0/Q4_0 blocks (a GGUF
+ * file). A block source written as its own type is rearranged block for
+ * block (repack_group_*, no requantization); written as another type it is
+ * dequantized first, exactly as ggml dequantizes it. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +76,29 @@ uint32_t stored_type(const struct src_tensor *t, uint32_t out_type)
     return out_type;
 }
 
+static int is_block_type(uint32_t type)
+{
+    return type == HEARTH_Q8_0 || type == HEARTH_Q4_0;
+}
+
+/* Bytes of one source row: cols elements, or cols / 32 GGUF blocks. */
+static uint64_t src_row_bytes(const struct src_tensor *t)
+{
+    if (t->type == HEARTH_Q8_0)
+        return t->cols / QK * GGUF_Q8_0_BLOCK_BYTES;
+    if (t->type == HEARTH_Q4_0)
+        return t->cols / QK * GGUF_Q4_0_BLOCK_BYTES;
+    return t->cols * hearth_type_elem_bytes(t->type);
+}
+
+static void row_to_f32(const struct src_tensor *t, const void *raw, float *out)
+{
+    if (is_block_type(t->type))
+        dequantize_gguf_row(t->type, raw, t->cols, out);
+    else
+        convert_to_f32(t->type, raw, out, t->cols);
+}
+
 static int read_at(const struct src_tensor *t, void *buf, uint64_t n_bytes, uint64_t offset,
                    char *err)
 {
@@ -86,14 +114,20 @@ static int read_at(const struct src_tensor *t, void *buf, uint64_t n_bytes, uint
     return 0;
 }
 
+/* Reads source row `row` of t (after unpermuting) as stored. */
+static int read_row_raw(const struct src_tensor *t, uint64_t row, void *raw, char *err)
+{
+    uint64_t row_bytes = src_row_bytes(t);
+    uint64_t from = source_row(t, row, t->rows);
+    return read_at(t, raw, row_bytes, t->offset + from * row_bytes, err);
+}
+
 /* Reads source row `row` of t (after unpermuting) as floats. */
 static int read_row_f32(const struct src_tensor *t, uint64_t row, void *raw, float *out, char *err)
 {
-    uint64_t row_bytes = t->cols * hearth_type_elem_bytes(t->type);
-    uint64_t from = source_row(t, row, t->rows);
-    if (read_at(t, raw, row_bytes, t->offset + from * row_bytes, err) < 0)
+    if (read_row_raw(t, row, raw, err) < 0)
         return -1;
-    convert_to_f32(t->type, raw, out, t->cols);
+    row_to_f32(t, raw, out);
     return 0;
 }
 
@@ -101,9 +135,9 @@ static int read_row_f32(const struct src_tensor *t, uint64_t row, void *raw, flo
 static int write_vector(struct out_file *o, const struct src_tensor *t, void *raw, float *buf,
                         char *err)
 {
-    if (read_at(t, raw, t->cols * hearth_type_elem_bytes(t->type), t->offset, err) < 0)
+    if (read_at(t, raw, src_row_bytes(t), t->offset, err) < 0)
         return -1;
-    convert_to_f32(t->type, raw, buf, t->cols);
+    row_to_f32(t, raw, buf);
     for (uint64_t i = 0; i < t->cols; i++) {
         float v = buf[source_row(t, i, t->cols)];
         if (out_write(o, &v, sizeof v, err) < 0)
@@ -112,14 +146,40 @@ static int write_vector(struct out_file *o, const struct src_tensor *t, void *ra
     return 0;
 }
 
+/* Rows r0 .. r0 + n - 1 of a block source, rearranged into one group of
+ * the same type without requantizing. raw holds n source rows. */
+static int repack_rows(const struct src_tensor *t, uint64_t r0, int n, uint8_t *raw,
+                       uint8_t *packed, char *err)
+{
+    const uint8_t *row_ptrs[ROW_GROUP];
+    uint64_t row_bytes = src_row_bytes(t);
+    for (int i = 0; i < n; i++) {
+        row_ptrs[i] = raw + (uint64_t)i * row_bytes;
+        if (read_row_raw(t, r0 + (uint64_t)i, raw + (uint64_t)i * row_bytes, err) < 0)
+            return -1;
+    }
+    if (t->type == HEARTH_Q8_0)
+        repack_group_q8_0(row_ptrs, n, t->cols, packed);
+    else
+        repack_group_q4_0(row_ptrs, n, t->cols, packed);
+    return 0;
+}
+
 /* A matrix in groups of 16 rows: F32 rows as they are, or one packed group
- * of the interleaved Q8_0/Q4_0 layout (kernels/kernels.h). */
+ * of the interleaved Q8_0/Q4_0 layout (kernels/kernels.h), quantized from
+ * floats or, for a block source of the same type, repacked. */
 static int write_matrix(struct out_file *o, const struct src_tensor *t, uint32_t type,
                         void *raw, float *rows, uint8_t *packed, char *err)
 {
     uint64_t group_bytes = hearth_tensor_bytes(type, ROW_GROUP, t->cols);
     for (uint64_t r0 = 0; r0 < t->rows; r0 += ROW_GROUP) {
         int n = t->rows - r0 < ROW_GROUP ? (int)(t->rows - r0) : ROW_GROUP;
+        if (type == t->type && is_block_type(type)) {
+            if (repack_rows(t, r0, n, raw, packed, err) < 0 ||
+                out_write(o, packed, group_bytes, err) < 0)
+                return -1;
+            continue;
+        }
         const float *row_ptrs[ROW_GROUP];
         for (int i = 0; i < n; i++) {
             row_ptrs[i] = rows + (uint64_t)i * t->cols;
@@ -144,9 +204,13 @@ static int write_matrix(struct out_file *o, const struct src_tensor *t, uint32_t
 
 static int check_tensor(const struct src_tensor *t, char *err)
 {
-    if (!hearth_type_elem_bytes(t->type))
+    if (!hearth_type_elem_bytes(t->type) && !is_block_type(t->type))
         return fail(err, "tensor '%s': source type %s cannot be exported", t->name,
                     hearth_type_name(t->type));
+    if (is_block_type(t->type) && t->cols % QK)
+        return fail(err, "tensor '%s': a %s source needs rows of whole 32-weight blocks, but "
+                    "it has %llu columns", t->name, hearth_type_name(t->type),
+                    (unsigned long long)t->cols);
     uint64_t n = t->rows == 1 ? t->cols : t->rows;
     if (t->unpermute_heads && (n % t->unpermute_heads || (n / t->unpermute_heads) % 2))
         return fail(err, "tensor '%s': %llu rows do not split into %u heads of even size",
@@ -201,7 +265,8 @@ static int write_body(struct out_file *o, const struct source *src, const uint8_
     for (uint32_t i = 0; i < src->n_tensors; i++)
         if (src->tensors[i].cols > max_cols)
             max_cols = src->tensors[i].cols;
-    void *raw = malloc(max_cols * sizeof(float));
+    /* raw holds up to 16 source rows (4 bytes per weight at most) */
+    void *raw = malloc(ROW_GROUP * max_cols * sizeof(float));
     float *rows = malloc(ROW_GROUP * max_cols * sizeof(float));
     uint8_t *packed = malloc(ROW_GROUP * max_cols * sizeof(float));
     int rc = -1;
@@ -221,7 +286,7 @@ static int write_body(struct out_file *o, const struct source *src, const uint8_
         if (t->rows == 1 ? write_vector(o, t, raw, rows, err) < 0
                          : write_matrix(o, t, dir[i].type, raw, rows, packed, err) < 0)
             goto done;
-        done_bytes += t->rows * t->cols * hearth_type_elem_bytes(t->type);
+        done_bytes += t->rows * src_row_bytes(t);
         show_progress(src, done_bytes, verbose);
     }
     uint64_t checksum = o->hash;

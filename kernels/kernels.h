@@ -105,4 +105,26 @@ void cpu_detect(struct cpu_features *f);
  * what the named kernels need. */
 const struct kernels *kernels_select(const char *name, char *err);
 
+/* GGUF's own Q8_0 / Q4_0 blocks, as a GGUF file stores them row after row
+ * (llama.cpp ggml/src/ggml-common.h, block_q8_0 and block_q4_0; FACTS.md,
+ * "File formats"): fp16 d, then 32 int8 q (Q8_0); or fp16 d, then 16 bytes
+ * where byte j holds q of weight j in its low nibble and of weight j + 16
+ * in its high nibble (Q4_0). A row of cols weights is cols / 32 blocks. */
+#define GGUF_Q8_0_BLOCK_BYTES 34u
+#define GGUF_Q4_0_BLOCK_BYTES 18u
+
+/* Export side, GGUF passthrough: rearranges up to 16 rows of GGUF blocks
+ * (rows[i] points at row i's cols / 32 blocks; n_rows <= 16) into one group
+ * of the interleaved layout above without touching a scale or a quant: the
+ * bytes equal what pack_group_q8_0 / pack_group_q4_0 store for weights that
+ * quantize to the same d and q. Missing rows are what those functions store
+ * for a row of zeros (Q8_0: d = +0, q = 0; Q4_0: d = -0, q = 8). */
+void repack_group_q8_0(const uint8_t *const *rows, int n_rows, uint64_t cols, uint8_t *out);
+void repack_group_q4_0(const uint8_t *const *rows, int n_rows, uint64_t cols, uint8_t *out);
+
+/* Dequantizes one row of GGUF blocks (type HEARTH_Q8_0 or HEARTH_Q4_0) into
+ * out[cols] with the arithmetic of unpack_row, so a passed-through matrix
+ * unpacks to exactly these values. Any other type fills out with NaN. */
+void dequantize_gguf_row(uint32_t type, const uint8_t *blocks, uint64_t cols, float *out);
+
 #endif

@@ -1,6 +1,8 @@
 /* kernels/pack.c - weight quantization into the row-interleaved Q8_0 / Q4_0
  * group layout of kernels.h (export side), and dequantization of one row
- * back to floats (embedding lookup, tests).
+ * back to floats (embedding lookup, tests); the same layout made from GGUF's
+ * own Q8_0/Q4_0 blocks without requantizing (GGUF import), and GGUF blocks
+ * dequantized.
  *
  * The per-block math is ggml's reference quantizers, so a block quantized
  * here holds the same scale and quants as llama.cpp's would; only the byte
@@ -88,24 +90,42 @@ static uint16_t quantize_block_q4_0(const float *x, uint8_t q[QK])
     return f32_to_fp16(d);
 }
 
-/* Each block column b: quantize the 16 rows (zeros for missing rows), put
- * each row's quants at their interleaved bytes and its scale at
- * scales[b][r]. */
+/* Puts one row's block b (quants q, scale d) at its interleaved place in a
+ * Q8_0 group of nb block columns: chunk c, byte 4r + j holds weight 4c + j
+ * (kernels.h); scales[b][r] after the quants. */
+static void place_q8_0(uint8_t *group, uint64_t nb, uint64_t b, unsigned r, const int8_t q[QK],
+                       uint16_t d)
+{
+    uint8_t *quants = group + b * Q8_0_QBYTES;
+    put_le16(group + nb * Q8_0_QBYTES + 2u * (b * ROW_GROUP + r), d);
+    for (unsigned k = 0; k < QK; k++)
+        quants[64u * (k / 4) + 4u * r + k % 4] = (uint8_t)q[k];
+}
+
+/* The same for Q4_0: chunk c, byte 4r + j holds weight 8c + j in its low
+ * nibble and weight 8c + 4 + j in its high nibble. */
+static void place_q4_0(uint8_t *group, uint64_t nb, uint64_t b, unsigned r, const uint8_t q[QK],
+                       uint16_t d)
+{
+    uint8_t *quants = group + b * Q4_0_QBYTES;
+    put_le16(group + nb * Q4_0_QBYTES + 2u * (b * ROW_GROUP + r), d);
+    for (unsigned c = 0; c < 4; c++)
+        for (unsigned j = 0; j < 4; j++)
+            quants[64u * c + 4u * r + j] = (uint8_t)(q[8 * c + j] | (q[8 * c + 4 + j] << 4));
+}
+
+/* Each block column b: quantize the 16 rows (zeros for missing rows) and
+ * place each row's block. */
 void pack_group_q8_0(const float *const *rows, int n_rows, uint64_t cols, uint8_t *out)
 {
     static const float zeros[QK];
     uint64_t nb = cols / QK;
-    uint8_t *scales = out + nb * Q8_0_QBYTES;
     for (uint64_t b = 0; b < nb; b++) {
-        uint8_t *quants = out + b * Q8_0_QBYTES;
         for (unsigned r = 0; r < ROW_GROUP; r++) {
             const float *row = group_row(rows, n_rows, r);
             int8_t q[QK];
             uint16_t d = quantize_block_q8_0(row ? row + b * QK : zeros, q);
-            put_le16(scales + 2u * (b * ROW_GROUP + r), d);
-            /* chunk c, byte 4r + j holds column 4c + j (kernels.h) */
-            for (unsigned k = 0; k < QK; k++)
-                quants[64u * (k / 4) + 4u * r + k % 4] = (uint8_t)q[k];
+            place_q8_0(out, nb, b, r, q, d);
         }
     }
 }
@@ -114,19 +134,85 @@ void pack_group_q4_0(const float *const *rows, int n_rows, uint64_t cols, uint8_
 {
     static const float zeros[QK];
     uint64_t nb = cols / QK;
-    uint8_t *scales = out + nb * Q4_0_QBYTES;
     for (uint64_t b = 0; b < nb; b++) {
-        uint8_t *quants = out + b * Q4_0_QBYTES;
         for (unsigned r = 0; r < ROW_GROUP; r++) {
             const float *row = group_row(rows, n_rows, r);
             uint8_t q[QK];
             uint16_t d = quantize_block_q4_0(row ? row + b * QK : zeros, q);
-            put_le16(scales + 2u * (b * ROW_GROUP + r), d);
-            /* chunk c, byte 4r + j: column 8c + j low, 8c + 4 + j high */
-            for (unsigned c = 0; c < 4; c++)
-                for (unsigned j = 0; j < 4; j++)
-                    quants[64u * c + 4u * r + j] =
-                        (uint8_t)(q[8 * c + j] | (q[8 * c + 4 + j] << 4));
+            place_q4_0(out, nb, b, r, q, d);
+        }
+    }
+}
+
+/* GGUF blocks (kernels.h) are placed as they are. A missing row gets the
+ * block quantize_block_* makes of 32 zeros, computed rather than spelled
+ * out so that it cannot drift from pack_group_*. */
+void repack_group_q8_0(const uint8_t *const *rows, int n_rows, uint64_t cols, uint8_t *out)
+{
+    static const float zeros[QK];
+    int8_t zero_q[QK];
+    uint16_t zero_d = quantize_block_q8_0(zeros, zero_q);
+    uint64_t nb = cols / QK;
+    for (uint64_t b = 0; b < nb; b++) {
+        for (unsigned r = 0; r < ROW_GROUP; r++) {
+            if ((int)r >= n_rows) {
+                place_q8_0(out, nb, b, r, zero_q, zero_d);
+                continue;
+            }
+            const uint8_t *block = rows[r] + b * GGUF_Q8_0_BLOCK_BYTES;
+            int8_t q[QK];
+            memcpy(q, block + 2, QK);
+            place_q8_0(out, nb, b, r, q, get_le16(block));
+        }
+    }
+}
+
+void repack_group_q4_0(const uint8_t *const *rows, int n_rows, uint64_t cols, uint8_t *out)
+{
+    static const float zeros[QK];
+    uint8_t zero_q[QK];
+    uint16_t zero_d = quantize_block_q4_0(zeros, zero_q);
+    uint64_t nb = cols / QK;
+    for (uint64_t b = 0; b < nb; b++) {
+        for (unsigned r = 0; r < ROW_GROUP; r++) {
+            if ((int)r >= n_rows) {
+                place_q4_0(out, nb, b, r, zero_q, zero_d);
+                continue;
+            }
+            const uint8_t *block = rows[r] + b * GGUF_Q4_0_BLOCK_BYTES;
+            uint8_t q[QK];
+            for (unsigned j = 0; j < QK / 2; j++) {
+                q[j] = block[2 + j] & 0x0f;
+                q[j + QK / 2] = block[2 + j] >> 4;
+            }
+            place_q4_0(out, nb, b, r, q, get_le16(block));
+        }
+    }
+}
+
+/* ggml's dequantize_row_q8_0 / dequantize_row_q4_0 (ggml-quants.c): one
+ * multiply per weight, d * q or d * (q - 8), as unpack_row below. */
+void dequantize_gguf_row(uint32_t type, const uint8_t *blocks, uint64_t cols, float *out)
+{
+    uint64_t nb = cols / QK;
+    if (type != HEARTH_Q8_0 && type != HEARTH_Q4_0) {
+        for (uint64_t c = 0; c < cols; c++)
+            out[c] = NAN;
+        return;
+    }
+    uint64_t block_bytes = type == HEARTH_Q8_0 ? GGUF_Q8_0_BLOCK_BYTES : GGUF_Q4_0_BLOCK_BYTES;
+    for (uint64_t b = 0; b < nb; b++) {
+        const uint8_t *block = blocks + b * block_bytes;
+        float d = fp16_to_f32(get_le16(block));
+        float *o = out + b * QK;
+        for (unsigned k = 0; k < QK; k++) {
+            if (type == HEARTH_Q8_0) {
+                o[k] = d * (float)(int8_t)block[2 + k];
+            } else {
+                uint8_t byte = block[2 + k % (QK / 2)];
+                int q = k < QK / 2 ? (byte & 0x0f) : (byte >> 4);
+                o[k] = d * (float)(q - 8);
+            }
         }
     }
 }

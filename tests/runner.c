@@ -23,9 +23,13 @@
 #pragma weak cli_tests
 #pragma weak sampler_tests
 #pragma weak kernels_tests
+#pragma weak bpe_tests
+#pragma weak gguf_tests
 static const struct test_case *const suites[] = {
     quant_tests, tokenizer_tests, json_tests, hf_tests,
     sampler_tests, kernels_tests, model_tests, export_tests, cli_tests,
+    bpe_tests,
+    gguf_tests,
 };
 
 static int checks_failed_in_test;

@@ -47,6 +47,18 @@ static void test_default_model_matches_llama2c_stdout(void)
     free(out);
 }
 
+/* User text never becomes a special token unless --special asks for it. */
+static void test_tokenize_special(void)
+{
+    char *plain = run_expect("./run --tokenize \"<s>Hi\"", 0, NULL);
+    char *special = run_expect("./run --tokenize \"<s>Hi\" --special", 0, NULL);
+    CHECK(plain && strncmp(plain, "1 ", 2) != 0, "<s> became BOS without --special: %s",
+          plain ? plain : "");
+    CHECK(special && strncmp(special, "1 ", 2) == 0, "--special did not parse <s>: %s",
+          special ? special : "");
+    free(plain), free(special);
+}
+
 static void test_tokenize(void)
 {
     char *out = run_expect("./run models/stories260K.hearth --tokenize \"Once upon a time\"", 0, NULL);
@@ -179,6 +191,7 @@ static void test_context_limits(void)
 const struct test_case cli_tests[] = {
     {"cli: ./run -t 0 -n 200 prints llama2.c's text", test_default_model_matches_llama2c_stdout},
     {"cli: --tokenize prints ids", test_tokenize},
+    {"cli: special-token text needs --special", test_tokenize_special},
     {"cli: --ids --logits equal llama2.c", test_ids_logits},
     {"cli: same seed, same text", test_seed_reproducible},
     {"cli: --verify", test_verify},
