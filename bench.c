@@ -76,19 +76,22 @@ struct read_job {
 
 /* One 8-byte load per 64-byte line brings the whole line from DRAM, so the
  * DRAM traffic is the buffer's size while the instruction count stays far
- * below what the memory system can serve: eight lines per step, eight
- * independent sums. Plain C; no SIMD is needed to read at full bandwidth.
- * Measured here it read faster than loading every word (12.6 vs 11.6 GB/s
- * on one thread). */
+ * below what the memory system can serve. Each thread walks READ_STREAMS
+ * far-apart quarters of its share in lockstep: on the development machine
+ * one stream per thread read 19 GB/s with 2 threads and four streams 32 GB/s,
+ * so the roofline uses the higher, truer figure. Plain C; no SIMD is needed. */
+#define READ_STREAMS 4
 static void read_worker(void *ctx, int thread, int n_threads)
 {
     struct read_job *job = ctx;
-    unsigned long long l0, l1; /* in units of 8 lines = 64 words */
-    pool_split(job->n_words / 64, thread, n_threads, &l0, &l1);
+    unsigned long long b0, b1; /* in blocks of 8 lines = 64 words */
+    pool_split(job->n_words / 64, thread, n_threads, &b0, &b1);
+    uint64_t quarter = (b1 - b0) / READ_STREAMS * 64, start = b0 * 64;
     uint64_t s[8] = {0};
-    for (uint64_t i = l0 * 64; i < l1 * 64; i += 64)
+    for (uint64_t i = 0; i < quarter; i += 64)
         for (int k = 0; k < 8; k++)
-            s[k] += job->buf[i + 8 * (uint64_t)k];
+            for (int r = 0; r < READ_STREAMS; r++)
+                s[k] += job->buf[start + (uint64_t)r * quarter + i + 8 * (uint64_t)k];
     job->sums[thread] = s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
 }
 
