@@ -533,17 +533,15 @@ static uint32_t piece_to_id(const struct tokenizer *t, const char *key, size_t n
 
 /* ---- SentencePiece BPE encoding ---- */
 
-/* The normalized text (see the header comment). Returns its length. */
-static size_t normalize(const struct tokenizer *t, const unsigned char *text, size_t n, char *out)
+/* Copies text with every byte that starts no well-formed UTF-8 character
+ * replaced by U+FFFD and, if mark_spaces, every ' ' by U+2581 (out: room
+ * for 3 n bytes). Returns the length. */
+static size_t replace_ill_formed(const unsigned char *text, size_t n, int mark_spaces, char *out)
 {
     size_t k = 0;
-    if (t->hdr.flags & HEARTH_TOK_ADD_DUMMY_PREFIX) {
-        memcpy(out, SPACE_MARK, sizeof SPACE_MARK);
-        k = sizeof SPACE_MARK;
-    }
     for (size_t i = 0; i < n;) {
         size_t len = utf8_char_len(text + i, n - i);
-        if (text[i] == ' ') {
+        if (mark_spaces && text[i] == ' ') {
             memcpy(out + k, SPACE_MARK, sizeof SPACE_MARK);
             k += sizeof SPACE_MARK;
             i++;
@@ -558,6 +556,17 @@ static size_t normalize(const struct tokenizer *t, const unsigned char *text, si
         }
     }
     return k;
+}
+
+/* The normalized text (see the header comment). Returns its length. */
+static size_t normalize(const struct tokenizer *t, const unsigned char *text, size_t n, char *out)
+{
+    size_t k = 0;
+    if (t->hdr.flags & HEARTH_TOK_ADD_DUMMY_PREFIX) {
+        memcpy(out, SPACE_MARK, sizeof SPACE_MARK);
+        k = sizeof SPACE_MARK;
+    }
+    return k + replace_ill_formed(text, n, 1, out + k);
 }
 
 /* The USER_DEFINED pieces, which are matched whole before BPE starts. */
@@ -1582,26 +1591,6 @@ static int encode_stretch(struct bbpe *b, const char *s, size_t n, struct out_id
     return 0;
 }
 
-/* Copies text with every byte that starts no well-formed UTF-8 character
- * replaced by U+FFFD (out: room for 3 n bytes). Returns the length. */
-static size_t replace_ill_formed(const unsigned char *text, size_t n, char *out)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < n;) {
-        size_t len = utf8_char_len(text + i, n - i);
-        if (len == 0) {
-            memcpy(out + k, REPLACEMENT, sizeof REPLACEMENT);
-            k += sizeof REPLACEMENT;
-            i++;
-        } else {
-            memcpy(out + k, text + i, len);
-            k += len;
-            i += len;
-        }
-    }
-    return k;
-}
-
 /* Byte-level BPE (tokenizers Tokenizer::encode): added tokens are cut out
  * first (AddedVocabulary::extract_and_normalize: non-special ones always,
  * special ones when asked), then each stretch between them is
@@ -1612,7 +1601,7 @@ static int encode_byte_bpe(const struct tokenizer *t, const char *text, size_t n
     char *clean = malloc(3 * n_bytes);
     if (!clean)
         return fail(err, "tokenizer: out of memory encoding %zu bytes", n_bytes);
-    size_t n = replace_ill_formed((const unsigned char *)text, n_bytes, clean);
+    size_t n = replace_ill_formed((const unsigned char *)text, n_bytes, 0, clean);
     struct bbpe b = {.t = t};
     size_t stretch = 0, i = 0;
     int rc = 0;

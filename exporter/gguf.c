@@ -989,28 +989,6 @@ struct tensor_map {
     int32_t *layers; /* [n_layers][L_N_KINDS] */
 };
 
-/* Parses "blk.N.<suffix>" (N decimal, no leading zeros); returns the
- * suffix or NULL. */
-static const char *layer_suffix(const char *name, uint64_t *layer)
-{
-    static const char prefix[] = "blk.";
-    if (strncmp(name, prefix, sizeof prefix - 1))
-        return NULL;
-    const char *p = name + sizeof prefix - 1;
-    if (*p < '0' || *p > '9' || (*p == '0' && p[1] >= '0' && p[1] <= '9'))
-        return NULL;
-    uint64_t n = 0;
-    for (; *p >= '0' && *p <= '9'; p++) {
-        n = n * 10 + (uint64_t)(*p - '0');
-        if (n > UINT32_MAX)
-            return NULL;
-    }
-    if (*p != '.')
-        return NULL;
-    *layer = n;
-    return p + 1;
-}
-
 static int place(const struct tensor_map *m, int32_t *slot, int32_t index, char *err)
 {
     if (*slot >= 0)
@@ -1028,7 +1006,7 @@ static int map_tensor(struct tensor_map *m, int32_t index, char *err)
         if (!strcmp(t->name, GLOBAL_RULES[k].name))
             return place(m, &m->global[k], index, err);
     uint64_t layer;
-    const char *suffix = layer_suffix(t->name, &layer);
+    const char *suffix = layer_suffix(t->name, "blk.", &layer);
     for (int k = 0; suffix && k < L_N_KINDS; k++) {
         if (strcmp(suffix, LAYER_RULES[k].name))
             continue;
@@ -1403,19 +1381,6 @@ static int read_tokens(struct gguf *g, struct tokens *tk, char *err)
     return 0;
 }
 
-static int alloc_vocab(struct vocab *v, uint32_t n)
-{
-    memset(v, 0, sizeof *v);
-    v->pieces = calloc(n, sizeof *v->pieces);
-    v->piece_bytes = calloc(n, sizeof *v->piece_bytes);
-    v->scores = calloc(n, sizeof *v->scores);
-    v->kinds = calloc(n, sizeof *v->kinds);
-    v->hdr.n_tokens = n;
-    v->hdr.unk_id = UINT32_MAX;
-    v->bos_id = v->eos_id = UINT32_MAX;
-    return v->pieces && v->piece_bytes && v->scores && v->kinds ? 0 : -1;
-}
-
 /* tokenizer.ggml.token_type: llama.cpp's llama_token_type (llama.h):
  * 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte - the
  * SentencePiece piece types, which hearth_token_kind also uses. Absent, all
@@ -1488,51 +1453,6 @@ static int set_piece(struct vocab *v, uint32_t id, const char *bytes, uint64_t n
     return 0;
 }
 
-/* GPT-2's bytes_to_unicode (openai/gpt-2 src/encoder.py): bytes '!'..'~',
- * 0xA1..0xAC and 0xAE..0xFF stand for the code points of the same value;
- * the other 68 bytes, in increasing order, for U+0100, U+0101, ... So each
- * code point below U+0144 stands for one byte; byte_of[cp] is it. */
-#define GPT2_CODE_POINTS (256 + 68)
-
-static void gpt2_byte_table(int16_t byte_of[GPT2_CODE_POINTS])
-{
-    int next = 256;
-    for (int cp = 0; cp < GPT2_CODE_POINTS; cp++)
-        byte_of[cp] = -1;
-    for (int b = 0; b < 256; b++) {
-        int itself = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || b >= 0xae;
-        byte_of[itself ? b : next++] = (int16_t)b;
-    }
-}
-
-/* Decodes a byte-level BPE token (UTF-8 of GPT-2 alphabet code points)
- * into the raw bytes it stands for; out has room for n bytes. Returns the
- * byte count, or -1 at a character outside the alphabet (*bad = its
- * offset). Those characters need at most two UTF-8 bytes. */
-static int64_t gpt2_decode(const int16_t *byte_of, const char *s, uint64_t n, char *out,
-                           uint64_t *bad)
-{
-    const uint8_t *p = (const uint8_t *)s;
-    uint64_t k = 0;
-    for (uint64_t i = 0; i < n;) {
-        uint32_t cp = p[i];
-        uint64_t len = 1;
-        if (p[i] >= 0xc2 && p[i] <= 0xdf && i + 1 < n && (p[i + 1] & 0xc0) == 0x80) {
-            cp = (uint32_t)(p[i] & 0x1f) << 6 | (p[i + 1] & 0x3f);
-            len = 2;
-        } else if (p[i] >= 0x80) {
-            cp = GPT2_CODE_POINTS; /* not a character of the alphabet */
-        }
-        if (cp >= GPT2_CODE_POINTS || byte_of[cp] < 0) {
-            *bad = i;
-            return -1;
-        }
-        out[k++] = (char)byte_of[cp];
-        i += len;
-    }
-    return (int64_t)k;
-}
-
 /* Byte-level BPE: normal tokens are stored in the GPT-2 alphabet and
  * become raw bytes (format.h); control, user-defined and other tokens are
  * stored as their text already (convert_hf_to_gguf.py get_vocab_base keeps
@@ -1540,24 +1460,23 @@ static int64_t gpt2_decode(const int16_t *byte_of, const char *s, uint64_t n, ch
  * ones). */
 static int set_bpe_pieces(struct gguf *g, const struct tokens *tk, struct vocab *v, char *err)
 {
-    int16_t byte_of[GPT2_CODE_POINTS];
-    gpt2_byte_table(byte_of);
     char *buf = malloc(GGUF_MAX_TOKEN_BYTES);
     if (!buf)
         return fail(err, "%s: out of memory", g->in.path);
     int rc = 0;
     for (uint32_t id = 0; rc == 0 && id < tk->n; id++) {
         const char *s = tk->bytes + tk->start[id];
-        uint64_t n = tk->start[id + 1] - tk->start[id], bad = 0;
-        int64_t k = (int64_t)n;
+        uint64_t n = tk->start[id + 1] - tk->start[id];
+        size_t bad = 0;
+        long k = (long)n; /* n <= GGUF_MAX_TOKEN_BYTES, the room in buf (read_tokens) */
         if (v->kinds[id] == HEARTH_TOKEN_NORMAL) {
-            k = gpt2_decode(byte_of, s, n, buf, &bad);
+            k = tokenizer_gpt2_bytes(s, (size_t)n, buf, &bad);
             s = buf;
         }
         if (k < 0)
             rc = fail(err, "%s: tokenizer.ggml.tokens[%u] \"%.*s\" is a normal token but byte %"
                       PRIu64 " is not a character of the GPT-2 byte alphabet", g->in.path, id,
-                      (int)(n > 64 ? 64 : n), tk->bytes + tk->start[id], bad);
+                      (int)(n > 64 ? 64 : n), tk->bytes + tk->start[id], (uint64_t)bad);
         else if (set_piece(v, id, s, (uint64_t)k) < 0)
             rc = fail(err, "%s: out of memory", g->in.path);
     }
@@ -1753,8 +1672,10 @@ static int read_vocab(struct gguf *g, struct vocab *v, struct tokens *tk, char *
                     "\"llama\" (SentencePiece) and \"gpt2\" (byte-level BPE)", g->in.path, model);
     if (read_tokens(g, tk, err) < 0)
         return -1;
-    if (alloc_vocab(v, tk->n) < 0)
-        return fail(err, "%s: out of memory for %u tokens", g->in.path, tk->n);
+    if (vocab_alloc(v, tk->n, g->in.path, err) < 0)
+        return -1;
+    v->hdr.unk_id = UINT32_MAX; /* until the file names them */
+    v->bos_id = v->eos_id = UINT32_MAX;
     if (read_kinds(g, v, err) < 0 || read_scores(g, v, err) < 0 ||
         (spm ? set_spm_pieces(g, tk, v, err) : set_bpe_pieces(g, tk, v, err)) < 0)
         return -1;

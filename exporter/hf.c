@@ -371,27 +371,6 @@ struct tensor_map {
     const char *const *shard_names;
 };
 
-/* Parses "model.layers.N.<suffix>"; returns the suffix or NULL. */
-static const char *layer_suffix(const char *name, uint64_t *layer)
-{
-    static const char prefix[] = "model.layers.";
-    if (strncmp(name, prefix, sizeof prefix - 1))
-        return NULL;
-    const char *p = name + sizeof prefix - 1;
-    if (*p < '0' || *p > '9' || (*p == '0' && p[1] >= '0' && p[1] <= '9'))
-        return NULL;
-    uint64_t n = 0;
-    for (; *p >= '0' && *p <= '9'; p++) {
-        n = n * 10 + (uint64_t)(*p - '0');
-        if (n > UINT32_MAX)
-            return NULL;
-    }
-    if (*p != '.')
-        return NULL;
-    *layer = n;
-    return p + 1;
-}
-
 static int place(struct tensor_map *m, struct slot *s, const struct st_tensor *t, uint32_t shard,
                  char *err)
 {
@@ -414,7 +393,7 @@ static int map_tensor(struct tensor_map *m, const struct st_tensor *t, uint32_t 
         return place(m, &m->global[g], t, shard, err);
     }
     uint64_t layer;
-    const char *suffix = layer_suffix(t->name, &layer);
+    const char *suffix = layer_suffix(t->name, "model.layers.", &layer);
     if (suffix) {
         /* Older transformers saved the rotary inverse frequencies as a buffer;
          * hearth computes them from rope_theta. */

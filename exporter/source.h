@@ -47,7 +47,12 @@ struct source {
 };
 
 void source_free(struct source *src);
+/* "<prefix>N.<suffix>" (N decimal, no leading zeros) -> suffix, *layer = N; else NULL. */
+const char *layer_suffix(const char *name, const char *prefix, uint64_t *layer);
 void vocab_free(struct vocab *v);
+/* Zeroes v and allocates its per-token arrays (pieces NULL) for n_tokens;
+ * -1 with err naming path, and v left empty, if out of memory. */
+int vocab_alloc(struct vocab *v, uint32_t n_tokens, const char *path, char *err);
 
 /* Readers. Each returns 0, or -1 with err naming the file and the problem. */
 int llama2c_read(const char *path, struct source *src, char *err);

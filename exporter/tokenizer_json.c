@@ -380,47 +380,72 @@ static int merge_parts(const struct json *m, size_t i, const char *path, const c
     return 0;
 }
 
+/* model.merges: required, an array of at most TJ_MAX_MERGES. */
+static int get_merges(const struct json *model, const char *path, const struct json **merges,
+                      char *err)
+{
+    if (json_get_typed(model, path, "merges", JSON_REQUIRED, JSON_ARRAY, merges, err) < 0)
+        return -1;
+    if ((*merges)->n > TJ_MAX_MERGES)
+        return fail(err, "%s: %zu merges is more than the %u supported", path, (*merges)->n,
+                    TJ_MAX_MERGES);
+    return 0;
+}
+
+/* Room for joining a merge's two parts, grown as needed. */
+struct join_buf {
+    char *bytes;
+    size_t cap;
+};
+
+/* The ids of merge r's two parts and of their concatenation (id[0..2]).
+ * As tokenizers BpeBuilder::build does, a merge whose parts or
+ * concatenation are not in model.vocab is refused. */
+static int merge_ids(const struct json *vocab, const struct json *merges, size_t r,
+                     const char *path, struct join_buf *j, uint64_t id[3], char *err)
+{
+    const char *part[2] = {NULL, NULL};
+    size_t len[2] = {0, 0};
+    if (merge_parts(json_at(merges, r), r, path, part, len, err) < 0)
+        return -1;
+    for (int k = 0; k < 2; k++)
+        if (!json_uint64(json_get_n(vocab, part[k], len[k]), &id[k]))
+            return fail(err, "%s: model.merges[%zu]: \"%.*s\" is not in model.vocab", path, r,
+                        (int)(len[k] > 64 ? 64 : len[k]), part[k]);
+    /* both parts lie in a file of at most TJ_MAX_FILE_BYTES: 2 n + 1 cannot overflow */
+    size_t n = len[0] + len[1];
+    if (n >= j->cap) {
+        char *bytes = realloc(j->bytes, 2 * n + 1);
+        if (!bytes)
+            return fail(err, "%s: out of memory", path);
+        j->bytes = bytes;
+        j->cap = 2 * n + 1;
+    }
+    memcpy(j->bytes, part[0], len[0]);
+    memcpy(j->bytes + len[0], part[1], len[1]);
+    if (!json_uint64(json_get_n(vocab, j->bytes, n), &id[2]))
+        return fail(err, "%s: model.merges[%zu]: the merged piece \"%.*s\" is not in "
+                    "model.vocab", path, r, (int)(n > 64 ? 64 : n), j->bytes);
+    return 0;
+}
+
 static int set_scores(struct vocab *v, const struct json *model, const char *path, char *err)
 {
     const struct json *vocab = json_get(model, "vocab"), *merges;
-    if (json_get_typed(model, path, "merges", JSON_REQUIRED, JSON_ARRAY, &merges, err) < 0)
+    if (get_merges(model, path, &merges, err) < 0)
         return -1;
-    if (merges->n > TJ_MAX_MERGES)
-        return fail(err, "%s: %zu merges is more than the %u supported", path, merges->n,
-                    TJ_MAX_MERGES);
     const float unset = 1.0f; /* above every assigned score */
     for (uint32_t id = 0; id < v->hdr.n_tokens; id++)
         v->scores[id] = unset;
-    char *joined = malloc((size_t)v->hdr.max_piece_bytes * 2 + 1);
-    if (!joined)
-        return fail(err, "%s: out of memory", path);
+    struct join_buf joined = {NULL, 0};
     int rc = 0;
     for (size_t r = 0; r < merges->n && rc == 0; r++) {
-        const char *part[2] = {NULL, NULL};
-        size_t len[2] = {0, 0};
         uint64_t id[3];
-        if (merge_parts(json_at(merges, r), r, path, part, len, err) < 0) {
-            rc = -1;
-            break;
-        }
-        for (int k = 0; k < 2 && rc == 0; k++)
-            if (!json_uint64(json_get_n(vocab, part[k], len[k]), &id[k]))
-                rc = fail(err, "%s: model.merges[%zu]: \"%.*s\" is not in model.vocab", path, r,
-                          (int)(len[k] > 64 ? 64 : len[k]), part[k]);
-        if (rc < 0)
-            break;
-        /* Both parts are pieces, so the pair fits in twice the longest piece. */
-        memcpy(joined, part[0], len[0]);
-        memcpy(joined + len[0], part[1], len[1]);
-        if (!json_uint64(json_get_n(vocab, joined, len[0] + len[1]), &id[2])) {
-            rc = fail(err, "%s: model.merges[%zu]: the merged piece \"%.*s\" is not in "
-                      "model.vocab", path, r, (int)(len[0] + len[1] > 64 ? 64 : len[0] + len[1]),
-                      joined);
-        } else if (v->scores[id[2]] == unset) {
+        rc = merge_ids(vocab, merges, r, path, &joined, id, err);
+        if (rc == 0 && v->scores[id[2]] == unset)
             v->scores[id[2]] = -(float)r;
-        }
     }
-    free(joined);
+    free(joined.bytes);
     float floor_score = -1.0f - (float)merges->n;
     for (uint32_t id = 0; rc == 0 && id < v->hdr.n_tokens; id++)
         if (v->scores[id] == unset)
@@ -648,54 +673,25 @@ static int check_duplicate_merges(const struct vocab *v, const char *path, char 
 }
 
 /* Merges name model.vocab keys (GPT-2 alphabet); each becomes a pair of
- * ids in rank order. As tokenizers BpeBuilder::build does, a merge whose
- * parts or concatenation are not in model.vocab is refused. */
+ * ids in rank order (merge_ids refuses what tokenizers refuses). */
 static int read_byte_level_merges(struct vocab *v, const struct json *model, const char *path,
                                   char *err)
 {
     const struct json *vocab = json_get(model, "vocab"), *merges;
-    if (json_get_typed(model, path, "merges", JSON_REQUIRED, JSON_ARRAY, &merges, err) < 0)
+    if (get_merges(model, path, &merges, err) < 0)
         return -1;
-    if (merges->n > TJ_MAX_MERGES)
-        return fail(err, "%s: %zu merges is more than the %u supported", path, merges->n,
-                    TJ_MAX_MERGES);
     v->merges = malloc((merges->n + 1) * sizeof *v->merges);
-    size_t cap = 0;
-    char *joined = NULL;
+    struct join_buf joined = {NULL, 0};
     int rc = v->merges ? 0 : fail(err, "%s: out of memory for %zu merges", path, merges->n);
     for (size_t r = 0; r < merges->n && rc == 0; r++) {
-        const char *part[2] = {NULL, NULL};
-        size_t len[2] = {0, 0};
         uint64_t id[3];
-        if (merge_parts(json_at(merges, r), r, path, part, len, err) < 0) {
-            rc = -1;
-            break;
+        rc = merge_ids(vocab, merges, r, path, &joined, id, err);
+        if (rc == 0) {
+            v->merges[r][0] = (uint32_t)id[0];
+            v->merges[r][1] = (uint32_t)id[1];
         }
-        for (int k = 0; k < 2 && rc == 0; k++)
-            if (!json_uint64(json_get_n(vocab, part[k], len[k]), &id[k]))
-                rc = fail(err, "%s: model.merges[%zu]: \"%.*s\" is not in model.vocab", path, r,
-                          (int)(len[k] > 64 ? 64 : len[k]), part[k]);
-        if (rc < 0)
-            break;
-        if (len[0] + len[1] > cap) {
-            cap = 2 * (len[0] + len[1]);
-            char *j = realloc(joined, cap);
-            if (!j) {
-                rc = fail(err, "%s: out of memory", path);
-                break;
-            }
-            joined = j;
-        }
-        memcpy(joined, part[0], len[0]);
-        memcpy(joined + len[0], part[1], len[1]);
-        if (!json_uint64(json_get_n(vocab, joined, len[0] + len[1]), &id[2]))
-            rc = fail(err, "%s: model.merges[%zu]: the merged piece \"%.*s\" is not in "
-                      "model.vocab", path, r, (int)(len[0] + len[1] > 64 ? 64 : len[0] + len[1]),
-                      joined);
-        v->merges[r][0] = (uint32_t)id[0];
-        v->merges[r][1] = (uint32_t)id[1];
     }
-    free(joined);
+    free(joined.bytes);
     v->hdr.n_merges = (uint32_t)merges->n;
     if (rc == 0)
         rc = check_duplicate_merges(v, path, err);
@@ -742,13 +738,8 @@ static int read_byte_level(const struct json *root, const struct json *model, in
     if (n > vocab->n + json_len(added))
         return fail(err, "%s: ids go up to %u but model.vocab and added_tokens have only %zu "
                     "entries, so some id has no piece", path, n - 1, vocab->n + json_len(added));
-    v->pieces = calloc(n, sizeof *v->pieces);
-    v->piece_bytes = calloc(n, sizeof *v->piece_bytes);
-    v->scores = calloc(n, sizeof *v->scores);
-    v->kinds = calloc(n, sizeof *v->kinds);
-    v->hdr.n_tokens = n;
-    if (!v->pieces || !v->piece_bytes || !v->scores || !v->kinds)
-        return fail(err, "%s: out of memory for %u tokens", path, n);
+    if (vocab_alloc(v, n, path, err) < 0)
+        return -1;
     if (fill_byte_level_pieces(v, vocab, path, err) < 0 ||
         fill_added_tokens(v, added, path, err) < 0 || finish_pieces(v, 0, path, err) < 0 ||
         check_byte_coverage(v, path, err) < 0 || read_byte_level_merges(v, model, path, err) < 0)
@@ -797,13 +788,8 @@ static int read_vocab(const struct json *root, const char *path, struct vocab *v
         json_get_typed(root, path, "added_tokens", JSON_OPTIONAL, JSON_ARRAY, &added, err) < 0 ||
         count_tokens(vocab, added, path, &n, err) < 0)
         return -1;
-    v->pieces = calloc(n, sizeof *v->pieces);
-    v->piece_bytes = calloc(n, sizeof *v->piece_bytes);
-    v->scores = calloc(n, sizeof *v->scores);
-    v->kinds = calloc(n, sizeof *v->kinds);
-    v->hdr.n_tokens = n;
-    if (!v->pieces || !v->piece_bytes || !v->scores || !v->kinds)
-        return fail(err, "%s: out of memory for %u tokens", path, n);
+    if (vocab_alloc(v, n, path, err) < 0)
+        return -1;
     if (fill_vocab_pieces(v, vocab, path, err) < 0 || fill_added_tokens(v, added, path, err) < 0 ||
         finish_pieces(v, byte_fallback, path, err) < 0 || set_unknown(v, model, path, err) < 0 ||
         set_scores(v, model, path, err) < 0)

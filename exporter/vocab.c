@@ -174,7 +174,7 @@ static size_t utf8_invalid_at(const uint8_t *s, size_t n)
     return n;
 }
 
-static int alloc_vocab(struct vocab *v, uint32_t n_tokens, const char *path, char *err)
+int vocab_alloc(struct vocab *v, uint32_t n_tokens, const char *path, char *err)
 {
     memset(v, 0, sizeof *v);
     v->pieces = calloc(n_tokens, sizeof *v->pieces);
@@ -578,7 +578,7 @@ int vocab_read_spm_model(const char *path, struct vocab *v, char *err)
         rc = fail(err, "%s: %" PRIu64 " pieces is more than the limit %u", path, n_pieces,
                   VOCAB_MAX_TOKENS);
     if (rc == 0)
-        rc = alloc_vocab(v, (uint32_t)n_pieces, path, err);
+        rc = vocab_alloc(v, (uint32_t)n_pieces, path, err);
     if (rc == 0)
         rc = read_pieces(&model, v, err);
     if (rc == 0)
@@ -714,7 +714,7 @@ int vocab_read_llama2c(const char *path, uint32_t n_tokens, struct vocab *v, cha
     uint32_t count = 0;
     int rc = scan_llama2c(file, n, n_tokens, path, &count, err);
     if (rc == 0)
-        rc = alloc_vocab(v, count, path, err);
+        rc = vocab_alloc(v, count, path, err);
     size_t pos = 4;
     for (uint32_t id = 0; rc == 0 && id < count; id++) {
         uint32_t bits = le32(file + pos), len = le32(file + pos + 4);

@@ -19,6 +19,7 @@
 #include "../tokenizer.h"
 #include "../unicode.h"
 #include "test.h"
+#include "vectors.h"
 
 #define LLAMA3_JSON "tests/data/llama3/tokenizer.json"
 #define LLAMA3_TSV "tests/data/llama3/tokenizer_llama3.tsv"
@@ -40,53 +41,13 @@
 
 /* ---- fixtures ---- */
 
-/* A tokenizer over a serialized section, placed 4 bytes into its buffer
- * (4- but not 8-byte aligned, the weakest placement a model file allows). */
-struct fixture {
-    uint8_t *buf;
-    uint64_t n_bytes;
-    struct tokenizer t;
-    int ok;
-};
-
-static int fixture_from_vocab(struct fixture *fx, const struct vocab *v, uint32_t bos,
-                              uint32_t eos)
-{
-    char err[HEARTH_ERR_BYTES] = "";
-    uint8_t *section;
-    memset(fx, 0, sizeof *fx);
-    if (vocab_serialize(v, &section, &fx->n_bytes, err) < 0) {
-        CHECK(0, "vocab_serialize: %s", err);
-        return -1;
-    }
-    fx->buf = malloc(fx->n_bytes + 4);
-    memcpy(fx->buf + 4, section, fx->n_bytes);
-    free(section);
-    if (tokenizer_init(&fx->t, fx->buf + 4, fx->n_bytes, bos, eos, err) < 0) {
-        CHECK(0, "tokenizer_init: %s", err);
-        free(fx->buf);
-        fx->buf = NULL;
-        return -1;
-    }
-    fx->ok = 1;
-    return 0;
-}
-
-static void fixture_close(struct fixture *fx)
-{
-    if (fx->ok)
-        tokenizer_free(&fx->t);
-    free(fx->buf);
-    memset(fx, 0, sizeof *fx);
-}
-
 /* The Llama 3 tokenizer, loaded once for all tests and freed at exit. */
-static struct fixture llama3;
+static struct tok_fixture llama3;
 static int llama3_state; /* 0 not tried, 1 loaded, -1 failed */
 
 static void free_llama3(void)
 {
-    fixture_close(&llama3);
+    tok_fixture_close(&llama3);
 }
 
 static const struct tokenizer *llama3_tokenizer(void)
@@ -99,7 +60,7 @@ static const struct tokenizer *llama3_tokenizer(void)
             CHECK(0, "reading %s: %s", LLAMA3_JSON, err);
             return NULL;
         }
-        if (fixture_from_vocab(&llama3, &v, LLAMA3_BOS, 128001u) == 0) {
+        if (tok_fixture_init(&llama3, &v, LLAMA3_BOS, 128001u) == 0) {
             llama3_state = 1;
             atexit(free_llama3);
         }
@@ -109,198 +70,14 @@ static const struct tokenizer *llama3_tokenizer(void)
     return llama3_state == 1 ? &llama3.t : NULL;
 }
 
-/* ---- text helpers ---- */
-
-static void put_utf8(char *out, size_t *k, uint32_t cp)
-{
-    if (cp < 0x80) {
-        out[(*k)++] = (char)cp;
-    } else if (cp < 0x800) {
-        out[(*k)++] = (char)(0xc0 | cp >> 6);
-        out[(*k)++] = (char)(0x80 | (cp & 0x3f));
-    } else if (cp < 0x10000) {
-        out[(*k)++] = (char)(0xe0 | cp >> 12);
-        out[(*k)++] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        out[(*k)++] = (char)(0x80 | (cp & 0x3f));
-    } else {
-        out[(*k)++] = (char)(0xf0 | cp >> 18);
-        out[(*k)++] = (char)(0x80 | ((cp >> 12) & 0x3f));
-        out[(*k)++] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        out[(*k)++] = (char)(0x80 | (cp & 0x3f));
-    }
-}
-
-static int hex_digit(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-           : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
-/* Decodes the JSON string literal s[0..n) (quotes included) into out
- * (room for n bytes). Returns the length, or -1. */
-static long unquote(const char *s, size_t n, char *out)
-{
-    if (n < 2 || s[0] != '"' || s[n - 1] != '"')
-        return -1;
-    size_t k = 0;
-    for (size_t i = 1; i + 1 < n; i++) {
-        if (s[i] != '\\') {
-            out[k++] = s[i];
-            continue;
-        }
-        if (++i + 1 >= n)
-            return -1;
-        const char *from = "\"\\/nrtbf", *to = "\"\\/\n\r\t\b\f", *e = strchr(from, s[i]);
-        if (e && *e) {
-            out[k++] = to[e - from];
-            continue;
-        }
-        if (s[i] != 'u' || i + 5 > n - 1)
-            return -1;
-        uint32_t cp = 0;
-        for (int d = 1; d <= 4; d++) {
-            int h = hex_digit(s[i + d]);
-            if (h < 0)
-                return -1;
-            cp = cp * 16 + (uint32_t)h;
-        }
-        i += 4;
-        if (cp >= 0xd800 && cp < 0xe000)
-            return -1; /* the reference files escape only control characters */
-        put_utf8(out, &k, cp);
-    }
-    return (long)k;
-}
-
-/* Space-separated ids; returns the count (<= max) or -1. */
-static long parse_ids(const char *s, size_t n, int32_t *ids, size_t max)
-{
-    size_t count = 0, i = 0;
-    while (i < n) {
-        if (s[i] == ' ') {
-            i++;
-            continue;
-        }
-        long v = 0;
-        size_t start = i;
-        while (i < n && s[i] >= '0' && s[i] <= '9' && v < 100000000)
-            v = v * 10 + (s[i++] - '0');
-        if (i == start || count >= max)
-            return -1;
-        ids[count++] = (int32_t)v;
-    }
-    return (long)count;
-}
-
-static void format_ids(char *out, size_t cap, const int32_t *ids, long n)
-{
-    size_t k = 0;
-    out[0] = 0;
-    for (long i = 0; i < n && k + 16 < cap; i++)
-        k += (size_t)snprintf(out + k, cap - k, " %d", ids[i]);
-}
-
-/* Encodes without BOS, plain or with special tokens; -1 with err set. The
- * ids array holds tokenizer_max_ids(n) entries. */
-static int encode(const struct tokenizer *t, int special, const char *text, size_t n,
-                  int32_t *ids, char *err)
-{
-    size_t max = tokenizer_max_ids(n);
-    return special ? tokenizer_encode_special(t, text, n, 0, ids, max, err)
-                   : tokenizer_encode(t, text, n, 0, ids, max, err);
-}
-
-/* Decodes ids as a streaming client does (tokenizer_decode through a
- * utf8_stream); with show_special, CONTROL pieces appear as their text, as
- * a --tokenize listing shows them. Returns a malloc'd string. */
-static char *decode_all(const struct tokenizer *t, const int32_t *ids, long n, int show_special,
-                        size_t *len)
-{
-    size_t piece_cap = t->hdr.max_piece_bytes + 8;
-    size_t cap = 3 * ((size_t)n * piece_cap + 8), k = 0;
-    char *out = malloc(cap + 1), *piece = malloc(piece_cap);
-    struct utf8_stream s = {{0}, 0};
-    int32_t prev = -1;
-    for (long i = 0; i < n; i++) {
-        uint32_t m32 = 0;
-        size_t m;
-        if (show_special && ids[i] >= 0 && t->kinds[ids[i]] == HEARTH_TOKEN_CONTROL) {
-            const char *p = tokenizer_piece(t, (uint32_t)ids[i], &m32);
-            m = m32 < piece_cap ? m32 : piece_cap;
-            memcpy(piece, p, m);
-        } else {
-            m = tokenizer_decode(t, prev, ids[i], piece, piece_cap);
-        }
-        k += utf8_stream_push(&s, piece, m, out + k);
-        prev = ids[i];
-    }
-    k += utf8_stream_flush(&s, out + k);
-    out[k] = 0;
-    *len = k;
-    free(piece);
-    return out;
-}
-
 /* ---- reference vectors ---- */
-
-/* Checks every data line of a reference TSV (format in tests/data/README.md):
- * the ids, and the decode of the expected ids. Returns the line count. */
-static int check_tsv(const struct tokenizer *t, const char *path, int special)
-{
-    size_t n;
-    char *file = test_read_file(path, &n);
-    CHECK(file, "cannot read %s", path);
-    int lines = 0;
-    for (char *line = file; file && line < file + n;) {
-        char *end = memchr(line, '\n', (size_t)(file + n - line));
-        if (!end)
-            end = file + n;
-        *end = 0;
-        char *tab1 = strchr(line, '\t'), *tab2 = tab1 ? strchr(tab1 + 1, '\t') : NULL;
-        if (line[0] != '#' && line[0] != 0) {
-            CHECK(tab1 && tab2, "%s line %d: not 3 fields", path, lines + 1);
-            if (!tab1 || !tab2)
-                break;
-            size_t in_len = (size_t)(tab1 - line), want_len = strlen(tab2 + 1);
-            char *text = malloc(in_len + 1), *want_text = malloc(want_len + 1);
-            int32_t want[4096];
-            long text_n = unquote(line, in_len, text);
-            long want_text_n = unquote(tab2 + 1, want_len, want_text);
-            long want_n = parse_ids(tab1 + 1, (size_t)(tab2 - tab1 - 1), want, 4096);
-            CHECK(text_n >= 0 && want_text_n >= 0 && want_n >= 0, "%s: cannot parse %s", path,
-                  line);
-            if (text_n >= 0 && want_text_n >= 0 && want_n >= 0) {
-                int32_t *ids = malloc(tokenizer_max_ids((size_t)text_n) * sizeof *ids);
-                char err[HEARTH_ERR_BYTES] = "", got_s[8192], want_s[8192];
-                int got = encode(t, special, text, (size_t)text_n, ids, err);
-                format_ids(got_s, sizeof got_s, ids, got);
-                format_ids(want_s, sizeof want_s, want, want_n);
-                CHECK(got == want_n && !memcmp(ids, want, (size_t)want_n * sizeof *ids),
-                      "%s: %.*s: got [%s], want [%s] %s", path, (int)in_len, line, got_s, want_s,
-                      err);
-                size_t dec_n;
-                char *dec = decode_all(t, want, want_n, special, &dec_n);
-                CHECK(dec_n == (size_t)want_text_n && !memcmp(dec, want_text, dec_n),
-                      "%s: decode of %.*s gave \"%s\"", path, (int)in_len, line, dec);
-                free(dec);
-                free(ids);
-            }
-            free(text);
-            free(want_text);
-            lines++;
-        }
-        line = end + 1;
-    }
-    free(file);
-    return lines;
-}
 
 static void test_llama3_reference(void)
 {
     const struct tokenizer *t = llama3_tokenizer();
     if (!t)
         return;
-    int lines = check_tsv(t, LLAMA3_TSV, 0);
+    int lines = vectors_check_tsv(t, LLAMA3_TSV, 0);
     CHECK(lines == 32, "%d lines in %s, expected 32", lines, LLAMA3_TSV);
 }
 
@@ -309,49 +86,17 @@ static void test_llama3_parse_special(void)
     const struct tokenizer *t = llama3_tokenizer();
     if (!t)
         return;
-    int lines = check_tsv(t, LLAMA3_SPECIAL_TSV, 1);
+    int lines = vectors_check_tsv(t, LLAMA3_SPECIAL_TSV, 1);
     CHECK(lines == 3, "%d lines in %s, expected 3", lines, LLAMA3_SPECIAL_TSV);
 }
 
-/* llama.cpp's tokenizer vectors: .inp strings each followed by
- * "\n__ggml_vocab_test__\n", .out one line of space-prefixed ids each (Hugging
- * Face encode with add_special_tokens=False: no BOS, special text parsed). */
+/* llama.cpp's vectors are Hugging Face encode with add_special_tokens=False:
+ * no BOS, special text parsed; each must also decode back to its text. */
 static void check_llamacpp_vectors(const struct tokenizer *t, const char *inp_path,
                                    const char *out_path)
 {
-    static const char sep[] = "\n__ggml_vocab_test__\n";
-    size_t n_inp, n_out;
-    char *inp = test_read_file(inp_path, &n_inp), *out = test_read_file(out_path, &n_out);
-    CHECK(inp && out, "cannot read %s / %s", inp_path, out_path);
-    int cases = 0;
-    for (char *p = inp, *q = out; inp && out && p < inp + n_inp; cases++) {
-        char *s_end = strstr(p, sep), *q_end = strchr(q, '\n');
-        CHECK(s_end && q_end, "vector %d: no separator or expected line", cases);
-        if (!s_end || !q_end)
-            break;
-        size_t len = (size_t)(s_end - p);
-        int32_t want[1024];
-        long want_n = parse_ids(q, (size_t)(q_end - q), want, 1024);
-        int32_t *ids = malloc(tokenizer_max_ids(len) * sizeof *ids);
-        char err[HEARTH_ERR_BYTES] = "", got_s[8192], want_s[8192];
-        int got = encode(t, 1, p, len, ids, err);
-        format_ids(got_s, sizeof got_s, ids, got);
-        format_ids(want_s, sizeof want_s, want, want_n);
-        CHECK(want_n >= 0 && got == want_n && !memcmp(ids, want, (size_t)(got > 0 ? got : 0) * 4),
-              "%s vector %d \"%.*s\": got [%s], want [%s] %s", out_path, cases, (int)len, p,
-              got_s, want_s, err);
-        size_t dec_n;
-        char *dec = decode_all(t, want, want_n, 1, &dec_n);
-        CHECK(dec_n == len && !memcmp(dec, p, len), "%s vector %d: decode gave \"%s\"", out_path,
-              cases, dec);
-        free(dec);
-        free(ids);
-        p = s_end + strlen(sep);
-        q = q_end + 1;
-    }
+    int cases = vectors_check_llamacpp(t, inp_path, out_path, 1, 1);
     CHECK(cases == 46, "%d vectors in %s, expected 46", cases, inp_path);
-    free(inp);
-    free(out);
 }
 
 static void test_llamacpp_bpe_vectors(void)
@@ -385,10 +130,10 @@ static void test_llamacpp_gpt2_vectors(void)
               v.hdr.n_merges == 50000 && v.hdr.pre_tokenizer == HEARTH_PRE_GPT2,
           "GPT-2 vocabulary: type %u, %u tokens, %u merges, pre %u", v.hdr.type, v.hdr.n_tokens,
           v.hdr.n_merges, v.hdr.pre_tokenizer);
-    struct fixture fx;
-    if (fixture_from_vocab(&fx, &v, v.bos_id, v.eos_id) == 0) {
+    struct tok_fixture fx;
+    if (tok_fixture_init(&fx, &v, v.bos_id, v.eos_id) == 0) {
         check_llamacpp_vectors(&fx.t, GPT2_INP, GPT2_OUT);
-        fixture_close(&fx);
+        tok_fixture_close(&fx);
     }
     vocab_free(&v);
 }
@@ -455,7 +200,8 @@ static void test_llama3_ill_formed_text(void)
                       good[] = "a\xef\xbf\xbd" "b\xef\xbf\xbd\xef\xbf\xbd" "c";
     int32_t a[64], b[64];
     char err[HEARTH_ERR_BYTES] = "";
-    int na = encode(t, 0, bad, sizeof bad - 1, a, err), nb = encode(t, 0, good, sizeof good - 1, b, err);
+    int na = vectors_encode(t, 0, bad, sizeof bad - 1, a, err);
+    int nb = vectors_encode(t, 0, good, sizeof good - 1, b, err);
     CHECK(na > 0 && na == nb && !memcmp(a, b, (size_t)na * sizeof *a),
           "ill-formed text: %d ids vs %d for the U+FFFD spelling %s", na, nb, err);
 }
@@ -479,14 +225,14 @@ static void test_llama3_long_text(void)
     }
     int32_t *ids = malloc(tokenizer_max_ids(n) * sizeof *ids);
     char err[HEARTH_ERR_BYTES] = "";
-    int got = encode(t, 0, text, n, ids, err);
+    int got = vectors_encode(t, 0, text, n, ids, err);
     CHECK(got > 0 && (size_t)got < n, "long text: %d ids for %zu bytes %s", got, n, err);
     int specials = 0;
     for (int i = 0; i < got; i++)
         specials += t->kinds[ids[i]] == HEARTH_TOKEN_CONTROL;
     CHECK(specials == 0, "plain encode produced %d special ids", specials);
     size_t dec_n;
-    char *dec = decode_all(t, ids, got, 0, &dec_n);
+    char *dec = vectors_decode(t, ids, got, 0, &dec_n);
     CHECK(dec_n == n && !memcmp(dec, text, n), "long text does not decode back");
     free(dec);
     free(ids);
@@ -646,9 +392,9 @@ static void check_ids(const struct tokenizer *t, int special, const char *text, 
 {
     int32_t ids[256];
     char err[HEARTH_ERR_BYTES] = "", got_s[1024], want_s[1024];
-    int got = encode(t, special, text, strlen(text), ids, err);
-    format_ids(got_s, sizeof got_s, ids, got);
-    format_ids(want_s, sizeof want_s, want, n_want);
+    int got = vectors_encode(t, special, text, strlen(text), ids, err);
+    vectors_format_ids(got_s, sizeof got_s, ids, got);
+    vectors_format_ids(want_s, sizeof want_s, want, n_want);
     CHECK(got == n_want && !memcmp(ids, want, (size_t)n_want * sizeof *ids),
           "%s: \"%s\" gave [%s], want [%s] %s", what, text, got_s, want_s, err);
 }
@@ -671,9 +417,9 @@ static void test_merge_order(void)
     };
     static const uint32_t merges[][2] = {{B, C}, {A, B}, {A, A}, {258, 258}, {SP, A}};
     struct vocab v;
-    struct fixture fx;
+    struct tok_fixture fx;
     synth_vocab(&v, extra, 6, merges, 5, 0, HEARTH_PRE_GPT2);
-    if (fixture_from_vocab(&fx, &v, UINT32_MAX, UINT32_MAX) == 0) {
+    if (tok_fixture_init(&fx, &v, UINT32_MAX, UINT32_MAX) == 0) {
         check_ids(&fx.t, 0, "abc", (const int32_t[]){A, 256}, 2, "bc (rank 0) before ab (rank 1)");
         check_ids(&fx.t, 0, "aaa", (const int32_t[]){258, A}, 2, "leftmost aa first");
         check_ids(&fx.t, 0, "aaaa", (const int32_t[]){259}, 1, "aa aa -> aaaa");
@@ -681,15 +427,15 @@ static void test_merge_order(void)
         check_ids(&fx.t, 0, "abc abc", (const int32_t[]){A, 256, 261, 256}, 4,
                   "the GPT-2 split keeps ' a' and 'bc' apart from 'abc'");
         check_ids(&fx.t, 0, "x\xc3\xa9", (const int32_t[]){'x', 0xc3, 0xa9}, 3, "bytes");
-        fixture_close(&fx);
+        tok_fixture_close(&fx);
     }
     vocab_free(&v);
     /* ignore_merges: a piece that is a whole vocabulary entry is one token */
     synth_vocab(&v, extra, 6, merges, 5, HEARTH_TOK_IGNORE_MERGES, HEARTH_PRE_GPT2);
-    if (fixture_from_vocab(&fx, &v, UINT32_MAX, UINT32_MAX) == 0) {
+    if (tok_fixture_init(&fx, &v, UINT32_MAX, UINT32_MAX) == 0) {
         check_ids(&fx.t, 0, "abc", (const int32_t[]){260}, 1, "ignore_merges: abc whole");
         check_ids(&fx.t, 0, "abca", (const int32_t[]){A, 256, A}, 3, "ignore_merges: abca merged");
-        fixture_close(&fx);
+        tok_fixture_close(&fx);
     }
     vocab_free(&v);
 }
@@ -706,9 +452,9 @@ static void test_special_matching(void)
     };
     static const uint32_t merges[][2] = {{SP, 'x'}};
     struct vocab v;
-    struct fixture fx;
+    struct tok_fixture fx;
     synth_vocab(&v, extra, 4, merges, 1, 0, HEARTH_PRE_GPT2);
-    if (fixture_from_vocab(&fx, &v, UINT32_MAX, UINT32_MAX) == 0) {
+    if (tok_fixture_init(&fx, &v, UINT32_MAX, UINT32_MAX) == 0) {
         check_ids(&fx.t, 1, "<|a|>", (const int32_t[]){256}, 1, "special");
         check_ids(&fx.t, 1, "<|a|><|b|>x", (const int32_t[]){257, 'x'}, 2, "longest special");
         check_ids(&fx.t, 1, "<|a|><|a|>", (const int32_t[]){256, 256}, 2, "two specials");
@@ -728,7 +474,7 @@ static void test_special_matching(void)
         char err[HEARTH_ERR_BYTES] = "";
         CHECK(tokenizer_encode_special(&fx.t, "<|a|>", 5, 1, ids, 8, err) == -1 &&
                   strstr(err, "bos"), "BOS without bos_id: %s", err);
-        fixture_close(&fx);
+        tok_fixture_close(&fx);
     }
     vocab_free(&v);
 }
@@ -738,19 +484,19 @@ static void test_missing_byte_piece(void)
 {
     static const struct extra_piece extra[] = {{"q", HEARTH_TOKEN_CONTROL}};
     struct vocab v;
-    struct fixture fx;
+    struct tok_fixture fx;
     synth_vocab(&v, extra, 1, NULL, 0, 0, HEARTH_PRE_LLAMA3);
     v.kinds['q'] = HEARTH_TOKEN_USER_DEFINED; /* no model piece for 'q' is left */
     free(v.pieces['q']);
     v.pieces['q'] = malloc(3);
     memcpy(v.pieces['q'], "qq", 3);
     v.piece_bytes['q'] = 2;
-    if (fixture_from_vocab(&fx, &v, UINT32_MAX, UINT32_MAX) == 0) {
+    if (tok_fixture_init(&fx, &v, UINT32_MAX, UINT32_MAX) == 0) {
         int32_t ids[16];
         char err[HEARTH_ERR_BYTES] = "";
-        CHECK(encode(&fx.t, 0, "aqa", 3, ids, err) == -1 && strstr(err, "0x71"),
+        CHECK(vectors_encode(&fx.t, 0, "aqa", 3, ids, err) == -1 && strstr(err, "0x71"),
               "missing byte: %s", err);
-        fixture_close(&fx);
+        tok_fixture_close(&fx);
     }
     vocab_free(&v);
 }
@@ -761,18 +507,18 @@ static void test_spm_special(void)
 {
     struct vocab v;
     char err[HEARTH_ERR_BYTES] = "";
-    struct fixture fx;
+    struct tok_fixture fx;
     if (vocab_read_spm_model(LLAMA2_MODEL, &v, err) < 0) {
         CHECK(0, "%s: %s", LLAMA2_MODEL, err);
         return;
     }
-    if (fixture_from_vocab(&fx, &v, v.bos_id, v.eos_id) == 0) {
+    if (tok_fixture_init(&fx, &v, v.bos_id, v.eos_id) == 0) {
         /* Llama 2: <s> 1, </s> 2, "▁Hello" 15043 */
         check_ids(&fx.t, 1, "<s>Hello</s>", (const int32_t[]){1, 15043, 2}, 3, "SPM special");
         int32_t plain[64];
-        int n = encode(&fx.t, 0, "<s>", 3, plain, err);
+        int n = vectors_encode(&fx.t, 0, "<s>", 3, plain, err);
         CHECK(n > 1, "plain SPM encode of <s> gave %d ids", n);
-        fixture_close(&fx);
+        tok_fixture_close(&fx);
     }
     vocab_free(&v);
 }
@@ -924,11 +670,11 @@ static void test_tokenizer_json_small(void)
         CHECK(v.kinds[258] == HEARTH_TOKEN_CONTROL && v.kinds[259] == HEARTH_TOKEN_USER_DEFINED &&
                   v.piece_bytes[259] == 5 && !memcmp(v.pieces[259], "plain", 5),
               "added tokens keep their text");
-        struct fixture fx;
-        if (fixture_from_vocab(&fx, &v, UINT32_MAX, UINT32_MAX) == 0) {
+        struct tok_fixture fx;
+        if (tok_fixture_init(&fx, &v, UINT32_MAX, UINT32_MAX) == 0) {
             check_ids(&fx.t, 1, "ab a<|x|>plain", (const int32_t[]){256, 257, 258, 259}, 4,
                       "small tokenizer");
-            fixture_close(&fx);
+            tok_fixture_close(&fx);
         }
         vocab_free(&v);
     }

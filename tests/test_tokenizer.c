@@ -12,6 +12,7 @@
 #include "../exporter/source.h"
 #include "../tokenizer.h"
 #include "test.h"
+#include "vectors.h"
 
 #define LLAMA2_MODEL "tests/data/llama2/tokenizer.model"
 #define LLAMA2_BIN "tests/data/llama2/tokenizer.bin"
@@ -23,36 +24,6 @@
 
 /* ---- fixtures ---- */
 
-/* A tokenizer over a serialized section placed 4 bytes into a malloc'd
- * buffer, so it is 4- but not 8-byte aligned, as the weakest placement a
- * model file allows. */
-struct fixture {
-    uint8_t *buf;
-    uint64_t n_bytes;
-    struct tokenizer t;
-    int ok;
-};
-
-static int fixture_from_vocab(struct fixture *fx, const struct vocab *v)
-{
-    char err[HEARTH_ERR_BYTES] = "";
-    uint8_t *section;
-    memset(fx, 0, sizeof *fx);
-    if (vocab_serialize(v, &section, &fx->n_bytes, err) < 0) {
-        CHECK(0, "vocab_serialize: %s", err);
-        return -1;
-    }
-    fx->buf = malloc(fx->n_bytes + 4);
-    memcpy(fx->buf + 4, section, fx->n_bytes);
-    free(section);
-    if (tokenizer_init(&fx->t, fx->buf + 4, fx->n_bytes, v->bos_id, v->eos_id, err) < 0) {
-        CHECK(0, "tokenizer_init: %s", err);
-        return -1;
-    }
-    fx->ok = 1;
-    return 0;
-}
-
 static int read_vocab(const char *path, struct vocab *v)
 {
     char err[HEARTH_ERR_BYTES] = "";
@@ -63,156 +34,15 @@ static int read_vocab(const char *path, struct vocab *v)
     return rc;
 }
 
-static int fixture_open(struct fixture *fx, const char *path)
+static int fixture_open(struct tok_fixture *fx, const char *path)
 {
     struct vocab v;
     memset(fx, 0, sizeof *fx);
     if (read_vocab(path, &v) < 0)
         return -1;
-    int rc = fixture_from_vocab(fx, &v);
+    int rc = tok_fixture_init(fx, &v, v.bos_id, v.eos_id);
     vocab_free(&v);
     return rc;
-}
-
-static void fixture_close(struct fixture *fx)
-{
-    tokenizer_free(&fx->t);
-    free(fx->buf);
-    memset(fx, 0, sizeof *fx);
-}
-
-/* ---- text helpers ---- */
-
-static void put_utf8(char *out, size_t *k, uint32_t cp)
-{
-    if (cp < 0x80) {
-        out[(*k)++] = (char)cp;
-    } else if (cp < 0x800) {
-        out[(*k)++] = (char)(0xc0 | cp >> 6);
-        out[(*k)++] = (char)(0x80 | (cp & 0x3f));
-    } else if (cp < 0x10000) {
-        out[(*k)++] = (char)(0xe0 | cp >> 12);
-        out[(*k)++] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        out[(*k)++] = (char)(0x80 | (cp & 0x3f));
-    } else {
-        out[(*k)++] = (char)(0xf0 | cp >> 18);
-        out[(*k)++] = (char)(0x80 | ((cp >> 12) & 0x3f));
-        out[(*k)++] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        out[(*k)++] = (char)(0x80 | (cp & 0x3f));
-    }
-}
-
-static int hex4(const char *s, uint32_t *v)
-{
-    *v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = s[i];
-        int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10
-                : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1;
-        if (d < 0)
-            return -1;
-        *v = *v * 16 + (uint32_t)d;
-    }
-    return 0;
-}
-
-/* Decodes the JSON string literal s[0..n) (quotes included) into out
- * (capacity >= n); escapes as the TSV header lists, plus \/ and \uXXXX with
- * surrogate pairs. Returns the length or -1. */
-static long json_string(const char *s, size_t n, char *out)
-{
-    if (n < 2 || s[0] != '"' || s[n - 1] != '"')
-        return -1;
-    size_t k = 0;
-    for (size_t i = 1; i + 1 < n; i++) {
-        if (s[i] != '\\') {
-            out[k++] = s[i];
-            continue;
-        }
-        if (++i + 1 >= n)
-            return -1;
-        switch (s[i]) {
-        case '"': out[k++] = '"'; break;
-        case '\\': out[k++] = '\\'; break;
-        case '/': out[k++] = '/'; break;
-        case 'n': out[k++] = '\n'; break;
-        case 'r': out[k++] = '\r'; break;
-        case 't': out[k++] = '\t'; break;
-        case 'b': out[k++] = '\b'; break;
-        case 'f': out[k++] = '\f'; break;
-        case 'u': {
-            uint32_t cp, lo;
-            if (i + 5 > n - 1 || hex4(s + i + 1, &cp) < 0)
-                return -1;
-            i += 4;
-            if (cp >= 0xd800 && cp < 0xdc00 && i + 7 <= n - 1 && s[i + 1] == '\\' &&
-                s[i + 2] == 'u' && hex4(s + i + 3, &lo) == 0 && lo >= 0xdc00 && lo < 0xe000) {
-                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-                i += 6;
-            }
-            put_utf8(out, &k, cp);
-            break;
-        }
-        default:
-            return -1;
-        }
-    }
-    return (long)k;
-}
-
-/* Parses space-separated ids; returns the count (<= max) or -1. */
-static long parse_ids(const char *s, size_t n, int32_t *ids, size_t max)
-{
-    size_t count = 0, i = 0;
-    while (i < n) {
-        if (s[i] == ' ') {
-            i++;
-            continue;
-        }
-        long v = 0;
-        size_t start = i;
-        while (i < n && s[i] >= '0' && s[i] <= '9')
-            v = v * 10 + (s[i++] - '0');
-        if (i == start || count >= max)
-            return -1;
-        ids[count++] = (int32_t)v;
-    }
-    return (long)count;
-}
-
-static void format_ids(char *out, size_t cap, const int32_t *ids, long n)
-{
-    size_t k = 0;
-    out[0] = 0;
-    for (long i = 0; i < n && k + 16 < cap; i++)
-        k += (size_t)snprintf(out + k, cap - k, " %d", ids[i]);
-}
-
-/* Encodes text without BOS; returns the count or -1 (err set). ids must
- * hold tokenizer_max_ids(n) entries. */
-static int encode(const struct tokenizer *t, const char *text, size_t n, int32_t *ids, char *err)
-{
-    return tokenizer_encode(t, text, n, 0, ids, tokenizer_max_ids(n), err);
-}
-
-/* Decodes ids as a streaming client would: prev starts at BOS, pieces go
- * through a utf8_stream, flushed at the end. Returns a malloc'd string. */
-static char *decode_stream(const struct tokenizer *t, const int32_t *ids, long n, size_t *len)
-{
-    size_t cap = 3 * ((size_t)n * (t->hdr.max_piece_bytes + 8) + 8), k = 0;
-    char *out = malloc(cap + 1), *piece = malloc(t->hdr.max_piece_bytes + 8);
-    struct utf8_stream s = {{0}, 0};
-    int32_t prev = (int32_t)t->bos_id;
-    for (long i = 0; i < n; i++) {
-        size_t m = tokenizer_decode(t, prev, ids[i], piece, t->hdr.max_piece_bytes + 8);
-        k += utf8_stream_push(&s, piece, m, out + k);
-        prev = ids[i];
-    }
-    k += utf8_stream_flush(&s, out + k);
-    out[k] = 0;
-    *len = k;
-    free(piece);
-    return out;
 }
 
 /* ---- reference vectors ---- */
@@ -220,56 +50,12 @@ static char *decode_stream(const struct tokenizer *t, const int32_t *ids, long n
 /* Checks every data line of the Llama 2 reference TSV with one tokenizer. */
 static void check_ref_tsv(const char *vocab_path)
 {
-    struct fixture fx;
+    struct tok_fixture fx;
     if (fixture_open(&fx, vocab_path) < 0)
         return;
-    size_t n;
-    char *file = test_read_file(REF_TSV, &n);
-    CHECK(file, "cannot read %s", REF_TSV);
-    int lines = 0;
-    for (char *line = file; file && line < file + n;) {
-        char *end = memchr(line, '\n', (size_t)(file + n - line));
-        if (!end)
-            end = file + n;
-        *end = 0;
-        char *tab1 = strchr(line, '\t'), *tab2 = tab1 ? strchr(tab1 + 1, '\t') : NULL;
-        if (line[0] != '#' && line[0] != 0) {
-            CHECK(tab1 && tab2, "line %d of %s has not 3 fields", lines + 1, REF_TSV);
-            if (!tab1 || !tab2)
-                break;
-            size_t in_len = (size_t)(tab1 - line), want_len = strlen(tab2 + 1);
-            char *text = malloc(in_len + 1), *want_text = malloc(want_len + 1);
-            long text_n = json_string(line, in_len, text);
-            long want_text_n = json_string(tab2 + 1, want_len, want_text);
-            int32_t want[4096];
-            long want_n = parse_ids(tab1 + 1, (size_t)(tab2 - tab1 - 1), want, 4096);
-            CHECK(text_n >= 0 && want_text_n >= 0 && want_n >= 0, "cannot parse line: %s", line);
-            if (text_n >= 0 && want_text_n >= 0 && want_n >= 0) {
-                int32_t *ids = malloc(tokenizer_max_ids((size_t)text_n) * sizeof *ids);
-                char err[HEARTH_ERR_BYTES] = "";
-                int got = encode(&fx.t, text, (size_t)text_n, ids, err);
-                char got_s[8192], want_s[8192];
-                format_ids(got_s, sizeof got_s, ids, got);
-                format_ids(want_s, sizeof want_s, want, want_n);
-                CHECK(got == want_n && memcmp(ids, want, (size_t)want_n * sizeof *ids) == 0,
-                      "%s: encode %.*s: got [%s], want [%s] (%s)", vocab_path, (int)in_len, line,
-                      got_s, want_s, err);
-                size_t dec_n;
-                char *dec = decode_stream(&fx.t, want, want_n, &dec_n);
-                CHECK(dec_n == (size_t)want_text_n && memcmp(dec, want_text, dec_n) == 0,
-                      "%s: decode of %.*s gave \"%s\"", vocab_path, (int)in_len, line, dec);
-                free(dec);
-                free(ids);
-            }
-            free(text);
-            free(want_text);
-            lines++;
-        }
-        line = end + 1;
-    }
+    int lines = vectors_check_tsv(&fx.t, REF_TSV, 0);
     CHECK(lines >= 32, "only %d reference lines in %s", lines, REF_TSV);
-    free(file);
-    fixture_close(&fx);
+    tok_fixture_close(&fx);
 }
 
 static void test_llama2_reference_model(void)
@@ -282,48 +68,17 @@ static void test_llama2_reference_bin(void)
     check_ref_tsv(LLAMA2_BIN);
 }
 
-/* llama.cpp's llama-spm vectors: .inp strings separated by
- * "\n__ggml_vocab_test__\n" (the piece after the last one is empty), .out one
- * line of space-prefixed ids per string. */
+/* llama.cpp's llama-spm vectors, plain text (no special-token parsing).
+ * Not decoded back: SentencePiece drops the dummy-prefix space, so the
+ * decode of a text's ids need not be that text. */
 static void check_llamacpp_vectors(const char *vocab_path)
 {
-    static const char sep[] = "\n__ggml_vocab_test__\n";
-    struct fixture fx;
+    struct tok_fixture fx;
     if (fixture_open(&fx, vocab_path) < 0)
         return;
-    size_t n_inp, n_out;
-    char *inp = test_read_file(SPM_INP, &n_inp), *out = test_read_file(SPM_OUT, &n_out);
-    CHECK(inp && out, "cannot read %s / %s", SPM_INP, SPM_OUT);
-    int cases = 0;
-    char *p = inp, *q = out;
-    while (inp && out && p < inp + n_inp) {
-        char *s_end = strstr(p, sep);
-        char *q_end = strchr(q, '\n');
-        CHECK(s_end && q_end, "vector %d: missing separator or expected line", cases);
-        if (!s_end || !q_end)
-            break;
-        size_t len = (size_t)(s_end - p);
-        int32_t want[1024];
-        long want_n = parse_ids(q, (size_t)(q_end - q), want, 1024);
-        int32_t *ids = malloc(tokenizer_max_ids(len) * sizeof *ids);
-        char err[HEARTH_ERR_BYTES] = "";
-        int got = encode(&fx.t, p, len, ids, err);
-        char got_s[8192], want_s[8192];
-        format_ids(got_s, sizeof got_s, ids, got);
-        format_ids(want_s, sizeof want_s, want, want_n);
-        CHECK(want_n >= 0 && got == want_n &&
-                  memcmp(ids, want, (size_t)(want_n > 0 ? want_n : 0) * sizeof *ids) == 0,
-              "%s: vector %d \"%.*s\": got [%s], want [%s] %s", vocab_path, cases, (int)len, p,
-              got_s, want_s, err);
-        free(ids);
-        cases++;
-        p = s_end + strlen(sep);
-        q = q_end + 1;
-    }
+    int cases = vectors_check_llamacpp(&fx.t, SPM_INP, SPM_OUT, 0, 0);
     CHECK(cases == 46, "%d llama-spm vectors, expected 46", cases);
-    free(inp);
-    free(out);
-    fixture_close(&fx);
+    tok_fixture_close(&fx);
 }
 
 static void test_llamacpp_spm_model(void)
@@ -410,7 +165,7 @@ static void test_llama2_vocab_contents(void)
 
 static void test_encode_edges(void)
 {
-    struct fixture fx;
+    struct tok_fixture fx;
     if (fixture_open(&fx, LLAMA2_MODEL) < 0)
         return;
     char err[HEARTH_ERR_BYTES] = "";
@@ -425,15 +180,15 @@ static void test_encode_edges(void)
     CHECK(tokenizer_encode(&fx.t, "Hello world", 11, 1, ids, 2, err) == -1 && err[0],
           "max_ids too small was not refused");
     /* a bad byte is U+FFFD, one per byte (sentencepiece normalizer.cc) */
-    n = encode(&fx.t, "a\xff" "b", 3, ids, err);
-    int n2 = encode(&fx.t, "a\xef\xbf\xbd" "b", 5, ids2, err);
+    n = vectors_encode(&fx.t, 0, "a\xff" "b", 3, ids, err);
+    int n2 = vectors_encode(&fx.t, 0, "a\xef\xbf\xbd" "b", 5, ids2, err);
     CHECK(n > 0 && n == n2 && memcmp(ids, ids2, (size_t)n * sizeof *ids) == 0,
           "invalid byte does not encode as U+FFFD (%d vs %d ids)", n, n2);
-    n = encode(&fx.t, "\xe4\xb8", 2, ids, err); /* truncated 3-byte character */
-    n2 = encode(&fx.t, "\xef\xbf\xbd\xef\xbf\xbd", 6, ids2, err);
+    n = vectors_encode(&fx.t, 0, "\xe4\xb8", 2, ids, err); /* truncated 3-byte character */
+    n2 = vectors_encode(&fx.t, 0, "\xef\xbf\xbd\xef\xbf\xbd", 6, ids2, err);
     CHECK(n > 0 && n == n2 && memcmp(ids, ids2, (size_t)n * sizeof *ids) == 0,
           "truncated character is not two U+FFFD");
-    n = encode(&fx.t, "\xc0\xaf", 2, ids, err); /* overlong '/' */
+    n = vectors_encode(&fx.t, 0, "\xc0\xaf", 2, ids, err); /* overlong '/' */
     CHECK(n == n2 && memcmp(ids, ids2, (size_t)n * sizeof *ids) == 0,
           "overlong sequence is not two U+FFFD");
     /* bad bytes may merge ("\xef\xbf\xbd" pieces exist), but stay in bounds */
@@ -444,19 +199,19 @@ static void test_encode_edges(void)
     CHECK(n > 1 && (size_t)n <= tokenizer_max_ids(sizeof bad), "16 bad bytes gave %d ids: %s",
           n, err);
     /* a literal U+2581 is a space */
-    n = encode(&fx.t, "a b", 3, ids, err);
-    n2 = encode(&fx.t, "a\xe2\x96\x81" "b", 5, ids2, err);
+    n = vectors_encode(&fx.t, 0, "a b", 3, ids, err);
+    n2 = vectors_encode(&fx.t, 0, "a\xe2\x96\x81" "b", 5, ids2, err);
     CHECK(n > 0 && n == n2 && memcmp(ids, ids2, (size_t)n * sizeof *ids) == 0,
           "literal U+2581 differs from a space");
     /* NUL is a character like any other: byte fallback */
-    n = encode(&fx.t, "\0", 1, ids, err);
+    n = vectors_encode(&fx.t, 0, "\0", 1, ids, err);
     CHECK(n == 2 && ids[0] == 29871 && ids[1] == 3, "NUL gave %d ids", n);
-    fixture_close(&fx);
+    tok_fixture_close(&fx);
 }
 
 static void test_decode_rules(void)
 {
-    struct fixture fx;
+    struct tok_fixture fx;
     if (fixture_open(&fx, LLAMA2_MODEL) < 0)
         return;
     char out[64];
@@ -484,14 +239,14 @@ static void test_decode_rules(void)
     const char *p = tokenizer_piece(t, 29871, &len);
     CHECK(p && len == 3 && memcmp(p, "\xe2\x96\x81", 3) == 0, "tokenizer_piece(29871)");
     CHECK(tokenizer_piece(t, 32000, &len) == NULL && len == 0, "tokenizer_piece out of range");
-    fixture_close(&fx);
+    tok_fixture_close(&fx);
 }
 
 /* 200 KB of mixed text: must finish (the merge loop is O(n log n)) and
  * decode back to the input. */
 static void test_long_text(void)
 {
-    struct fixture fx;
+    struct tok_fixture fx;
     if (fixture_open(&fx, LLAMA2_MODEL) < 0)
         return;
     static const char *words[] = {"the ", "quick ", "brown ", "fox\n", "caf\xc3\xa9 ",
@@ -507,25 +262,25 @@ static void test_long_text(void)
     }
     int32_t *ids = malloc(tokenizer_max_ids(n) * sizeof *ids);
     char err[HEARTH_ERR_BYTES] = "";
-    int count = encode(&fx.t, text, n, ids, err);
+    int count = vectors_encode(&fx.t, 0, text, n, ids, err);
     CHECK(count > (int)(n / 8) && count < (int)n, "200 KB gave %d ids: %s", count, err);
     if (count > 0) {
         size_t dec_n;
-        char *dec = decode_stream(&fx.t, ids, count, &dec_n);
+        char *dec = vectors_decode(&fx.t, ids, count, 0, &dec_n);
         CHECK(dec_n == n && memcmp(dec, text, n) == 0, "200 KB does not round-trip (%zu vs %zu)",
               dec_n, n);
         free(dec);
     }
     /* the same character 200K times: one long chain of equal-score merges */
     memset(text, 'x', cap);
-    count = encode(&fx.t, text, cap, ids, err);
+    count = vectors_encode(&fx.t, 0, text, cap, ids, err);
     CHECK(count > 0 && count < (int)cap / 3, "200K x gave %d ids: %s", count, err);
     memset(text, ' ', cap);
-    count = encode(&fx.t, text, cap, ids, err);
+    count = vectors_encode(&fx.t, 0, text, cap, ids, err);
     CHECK(count > 0 && count < (int)cap / 3, "200K spaces gave %d ids: %s", count, err);
     free(ids);
     free(text);
-    fixture_close(&fx);
+    tok_fixture_close(&fx);
 }
 
 /* ---- synthetic vocabularies: rules the Llama 2 vocabulary does not exercise ---- */
@@ -593,8 +348,8 @@ static void check_encoding(const struct tokenizer *t, const char *text, const in
     int32_t ids[64];
     char err[HEARTH_ERR_BYTES] = "", got_s[512], want_s[512];
     int n = tokenizer_encode(t, text, strlen(text), 0, ids, 64, err);
-    format_ids(got_s, sizeof got_s, ids, n);
-    format_ids(want_s, sizeof want_s, want, want_n);
+    vectors_format_ids(got_s, sizeof got_s, ids, n);
+    vectors_format_ids(want_s, sizeof want_s, want, want_n);
     CHECK(n == want_n && memcmp(ids, want, (size_t)want_n * sizeof *ids) == 0,
           "\"%s\": got [%s], want [%s] %s", text, got_s, want_s, err);
 }
@@ -602,9 +357,9 @@ static void check_encoding(const struct tokenizer *t, const char *text, const in
 static void test_synthetic_rules(void)
 {
     struct vocab v;
-    struct fixture fx;
+    struct tok_fixture fx;
     vocab_from_specs(&v, toy, sizeof toy / sizeof toy[0], HEARTH_TOK_ADD_DUMMY_PREFIX);
-    int rc = fixture_from_vocab(&fx, &v);
+    int rc = tok_fixture_init(&fx, &v, v.bos_id, v.eos_id);
     vocab_free(&v);
     if (rc < 0)
         return;
@@ -620,10 +375,10 @@ static void test_synthetic_rules(void)
     check_encoding(&fx.t, "x\xc3\xa9\xc3\xa9" "x", (const int32_t[]){8, 0, 4}, 3);
     /* equal scores: the leftmost pair merges first */
     check_encoding(&fx.t, "qqq", (const int32_t[]){3, 20, 19}, 3);
-    fixture_close(&fx);
+    tok_fixture_close(&fx);
 
     vocab_from_specs(&v, toy, sizeof toy / sizeof toy[0], 0); /* no dummy prefix */
-    rc = fixture_from_vocab(&fx, &v);
+    rc = tok_fixture_init(&fx, &v, v.bos_id, v.eos_id);
     vocab_free(&v);
     if (rc < 0)
         return;
@@ -631,7 +386,7 @@ static void test_synthetic_rules(void)
     char out[16];
     size_t n = tokenizer_decode(&fx.t, 1, 8, out, sizeof out);
     CHECK(n == 2 && memcmp(out, " x", 2) == 0, "without dummy prefix the space must stay");
-    fixture_close(&fx);
+    tok_fixture_close(&fx);
 }
 
 /* Only <unk>, <s>, </s> and the 256 byte pieces: every byte falls back, which
@@ -647,9 +402,9 @@ static void test_byte_only_vocab(void)
         specs[3 + b] = (struct piece_spec){names[b], 0, HEARTH_TOKEN_BYTE};
     }
     struct vocab v;
-    struct fixture fx;
+    struct tok_fixture fx;
     vocab_from_specs(&v, specs, 259, HEARTH_TOK_ADD_DUMMY_PREFIX | HEARTH_TOK_BYTE_FALLBACK);
-    int rc = fixture_from_vocab(&fx, &v);
+    int rc = tok_fixture_init(&fx, &v, v.bos_id, v.eos_id);
     vocab_free(&v);
     if (rc < 0)
         return;
@@ -671,7 +426,7 @@ static void test_byte_only_vocab(void)
     err[0] = 0;
     CHECK(tokenizer_encode(&fx.t, bad, sizeof bad, 1, ids, bound - 1, err) == -1 && err[0],
           "one id short of the bound was not refused");
-    fixture_close(&fx);
+    tok_fixture_close(&fx);
 }
 
 /* ---- utf8_stream ---- */
