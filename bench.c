@@ -71,43 +71,65 @@ static double median(double *v, int n)
 struct read_job {
     const uint64_t *buf;
     uint64_t n_words;
-    uint64_t sums[POOL_MAX_THREADS]; /* kept so the reads are not optimised away */
+    int streams;                     /* far-apart parts each thread walks at once */
+    const struct kernels *kern;      /* read_f32_worker: whose matvec_f32 streams */
+    float out[POOL_MAX_THREADS];     /* kept so the reads are not optimised away */
 };
 
 /* One 8-byte load per 64-byte line brings the whole line from DRAM, so the
  * DRAM traffic is the buffer's size while the instruction count stays far
- * below what the memory system can serve. Each thread walks READ_STREAMS
- * far-apart quarters of its share in lockstep: on the development machine
- * one stream per thread read 19 GB/s with 2 threads and four streams 32 GB/s,
- * so the roofline uses the higher, truer figure. Plain C; no SIMD is needed. */
-#define READ_STREAMS 4
+ * below what the memory system can serve. Each thread walks `streams`
+ * far-apart parts of its share in lockstep (on the development machine one
+ * stream read best with one thread, four with two). Plain C. */
 static void read_worker(void *ctx, int thread, int n_threads)
 {
     struct read_job *job = ctx;
     unsigned long long b0, b1; /* in blocks of 8 lines = 64 words */
     pool_split(job->n_words / 64, thread, n_threads, &b0, &b1);
-    uint64_t quarter = (b1 - b0) / READ_STREAMS * 64, start = b0 * 64;
+    uint64_t part = (b1 - b0) / (uint64_t)job->streams * 64, start = b0 * 64;
     uint64_t s[8] = {0};
-    for (uint64_t i = 0; i < quarter; i += 64)
+    for (uint64_t i = 0; i < part; i += 64)
         for (int k = 0; k < 8; k++)
-            for (int r = 0; r < READ_STREAMS; r++)
-                s[k] += job->buf[start + (uint64_t)r * quarter + i + 8 * (uint64_t)k];
-    job->sums[thread] = s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
+            for (int r = 0; r < job->streams; r++)
+                s[k] += job->buf[start + (uint64_t)r * part + i + 8 * (uint64_t)k];
+    job->out[thread] = (float)(s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7]);
 }
 
-/* The best of several runs: on a shared machine every disturbance makes a
- * run slower, never faster, so the best run is the closest to the hardware,
- * and a roofline from it is the strictest. */
-static double read_bandwidth_gbs(struct thread_pool *pool, const uint64_t *buf, uint64_t n_bytes,
-                                 int repeats)
+/* The buffer as an F32 matrix of 4096-float rows, streamed through the F32
+ * kernel: on the development machine its wide loads read faster than the
+ * plain loop on one thread, so it is a third way to find the ceiling. */
+#define F32_PROBE_COLS 4096u
+static void read_f32_worker(void *ctx, int thread, int n_threads)
 {
-    struct read_job job = {.buf = buf, .n_words = n_bytes / 8};
+    struct read_job *job = ctx;
+    uint64_t rows = job->n_words * 2 / F32_PROBE_COLS;
+    unsigned long long r0, r1;
+    pool_split(rows / ROW_GROUP, thread, n_threads, &r0, &r1);
+    const float *x = (const float *)job->buf; /* the first row doubles as the input */
+    for (uint64_t r = r0 * ROW_GROUP; r < r1 * ROW_GROUP; r += ROW_GROUP) {
+        float y[ROW_GROUP];
+        job->kern->matvec_f32(y, (const float *)job->buf + r * F32_PROBE_COLS, x,
+                              F32_PROBE_COLS, 0, ROW_GROUP);
+        job->out[thread] += y[0];
+    }
+}
+
+/* The best of several runs of each way of reading: on a shared machine a
+ * disturbance only ever slows a run, so the best is the closest to the
+ * hardware, and a roofline from it is the strictest. */
+static double read_bandwidth_gbs(struct thread_pool *pool, const struct kernels *kern,
+                                 const uint64_t *buf, uint64_t n_bytes, int repeats)
+{
     double best = 0;
-    for (int r = 0; r < repeats + 2; r++) {
-        double t0 = now_s();
-        pool_run(pool, read_worker, &job);
-        double gbs = (double)n_bytes / (now_s() - t0) / 1e9;
-        best = gbs > best ? gbs : best;
+    for (int way = 0; way < 3; way++) {
+        struct read_job job = {.buf = buf, .n_words = n_bytes / 8, .streams = way == 1 ? 4 : 1,
+                               .kern = kern};
+        for (int r = 0; r < repeats + 2; r++) {
+            double t0 = now_s();
+            pool_run(pool, way == 2 ? read_f32_worker : read_worker, &job);
+            double gbs = (double)n_bytes / (now_s() - t0) / 1e9;
+            best = gbs > best ? gbs : best;
+        }
     }
     return best;
 }
@@ -234,7 +256,7 @@ static int build_model(struct bench_model *bm, const struct shape *sh, uint32_t 
 
 static void evict_caches(struct thread_pool *pool, const uint64_t *evict)
 {
-    struct read_job job = {.buf = evict, .n_words = EVICT_BYTES / 8};
+    struct read_job job = {.buf = evict, .n_words = EVICT_BYTES / 8, .streams = 1};
     pool_run(pool, read_worker, &job);
 }
 
@@ -449,12 +471,12 @@ int bench_main(int argc, char **argv)
         fprintf(stderr, "bench: out of memory for a 1 GiB bandwidth buffer\n");
         return 1;
     }
-    memset(buf, 1, n_bytes);
-    struct bandwidth bw = {read_bandwidth_gbs(pools[0], buf, n_bytes, o.repeats),
-                           read_bandwidth_gbs(pools[1], buf, n_bytes, o.repeats), o.threads};
+    memset(buf, 1, n_bytes); /* as floats: 2.4e-38, finite and normal */
+    struct bandwidth bw = {read_bandwidth_gbs(pools[0], kern, buf, n_bytes, o.repeats),
+                           read_bandwidth_gbs(pools[1], kern, buf, n_bytes, o.repeats), o.threads};
     uint64_t *evict = buf; /* its first EVICT_BYTES serve to flush the caches */
-    printf("memory read bandwidth (1 GiB buffer, best of %d): 1 thread %.1f GB/s, "
-           "%d threads %.1f GB/s\n", o.repeats + 2, bw.one, o.threads, bw.all);
+    printf("memory read bandwidth (1 GiB buffer, best of %d runs of 3 ways of reading): "
+           "1 thread %.1f GB/s, %d threads %.1f GB/s\n", o.repeats + 2, bw.one, o.threads, bw.all);
     printf("kernel GB/s and decode tokens/s below are medians of %d runs\n", o.repeats);
     int rc = 0;
     for (int i = 0; i < o.n_types && rc == 0; i++)
