@@ -14,7 +14,7 @@
 #include "kernels/kernels.h"
 
 /* GGUF block layouts (llama.cpp ggml/src/ggml-common.h, block_q8_0 and
- * block_q4_0; the project facts file ../shared/FACTS.md, "File formats"):
+ * block_q4_0; gguf.h and gguf.cpp describe the same):
  * 32 weights per block, one fp16 scale d first, then 32 int8 quants (Q8_0)
  * or 16 bytes of nibbles (Q4_0). hearth stores the same blocks, so the
  * sizes are the same. */

@@ -472,7 +472,7 @@ static const struct {
 
 /* ByteLevel pre-tokenizer (tokenizers pre_tokenizers/byte_level.rs):
  * add_prefix_space must be false (a space before the text, which none of
- * the supported models asks for, is not implemented); use_regex (default
+ * the supported models asks for, is refused); use_regex (default
  * true) runs the GPT-2 regex. */
 static int byte_level_step(const struct json *step, const char *path, int *use_regex, char *err)
 {

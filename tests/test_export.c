@@ -67,7 +67,7 @@ static void test_export_rejects_bad_sources(void)
     CHECK(ckpt && test_write_file(cut, ckpt, n - 1000) == 0, "write truncated checkpoint");
     snprintf(args, sizeof args, "%s --tokenizer models/tok512.bin", cut);
     expect_export_error(args, 1, "truncated");
-    CHECK(ckpt && test_write_file(cut, ckpt, 20) == 0, "write stub header");
+    CHECK(ckpt && test_write_file(cut, ckpt, 20) == 0, "write a 20-byte header");
     expect_export_error(args, 1, "28 bytes");
     memset(ckpt, 0xff, 8);
     CHECK(test_write_file(cut, ckpt, n) == 0, "write bad header");
