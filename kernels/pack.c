@@ -114,80 +114,101 @@ static void place_q4_0(uint8_t *group, uint64_t nb, uint64_t b, unsigned r, cons
             quants[64u * c + 4u * r + j] = (uint8_t)(q[8 * c + j] | (q[8 * c + 4 + j] << 4));
 }
 
+/* One row's block: its quants (Q8_0: the int8 bits; Q4_0: 0..15, one per
+ * byte) and its fp16 scale. */
+struct block {
+    uint8_t q[QK];
+    uint16_t d;
+};
+
+static void quantize_block(uint32_t type, const float *x, struct block *bl)
+{
+    if (type == HEARTH_Q8_0)
+        bl->d = quantize_block_q8_0(x, (int8_t *)bl->q);
+    else
+        bl->d = quantize_block_q4_0(x, bl->q);
+}
+
+/* A GGUF block (kernels.h): fp16 d, then the quants; Q4_0 byte j holds
+ * weight j in its low nibble and weight j + 16 in its high nibble. */
+static void read_gguf_block(uint32_t type, const uint8_t *src, struct block *bl)
+{
+    bl->d = get_le16(src);
+    if (type == HEARTH_Q8_0) {
+        memcpy(bl->q, src + 2, QK);
+        return;
+    }
+    for (unsigned j = 0; j < QK / 2; j++) {
+        bl->q[j] = src[2 + j] & 0x0f;
+        bl->q[j + QK / 2] = src[2 + j] >> 4;
+    }
+}
+
+static void place_block(uint32_t type, uint8_t *group, uint64_t nb, uint64_t b, unsigned r,
+                        const struct block *bl)
+{
+    if (type == HEARTH_Q8_0)
+        place_q8_0(group, nb, b, r, (const int8_t *)bl->q, bl->d);
+    else
+        place_q4_0(group, nb, b, r, bl->q, bl->d);
+}
+
 /* Each block column b: quantize the 16 rows (zeros for missing rows) and
  * place each row's block. */
-void pack_group_q8_0(const float *const *rows, int n_rows, uint64_t cols, uint8_t *out)
+static void pack_group(uint32_t type, const float *const *rows, int n_rows, uint64_t cols,
+                       uint8_t *out)
 {
     static const float zeros[QK];
     uint64_t nb = cols / QK;
     for (uint64_t b = 0; b < nb; b++) {
         for (unsigned r = 0; r < ROW_GROUP; r++) {
             const float *row = group_row(rows, n_rows, r);
-            int8_t q[QK];
-            uint16_t d = quantize_block_q8_0(row ? row + b * QK : zeros, q);
-            place_q8_0(out, nb, b, r, q, d);
+            struct block bl;
+            quantize_block(type, row ? row + b * QK : zeros, &bl);
+            place_block(type, out, nb, b, r, &bl);
         }
     }
+}
+
+void pack_group_q8_0(const float *const *rows, int n_rows, uint64_t cols, uint8_t *out)
+{
+    pack_group(HEARTH_Q8_0, rows, n_rows, cols, out);
 }
 
 void pack_group_q4_0(const float *const *rows, int n_rows, uint64_t cols, uint8_t *out)
 {
+    pack_group(HEARTH_Q4_0, rows, n_rows, cols, out);
+}
+
+/* GGUF blocks are placed as they are. A missing row gets the block
+ * quantize_block makes of 32 zeros, computed rather than spelled out so that
+ * it cannot drift from pack_group. */
+static void repack_group(uint32_t type, const uint8_t *const *rows, int n_rows, uint64_t cols,
+                         uint8_t *out)
+{
     static const float zeros[QK];
+    struct block zero;
+    quantize_block(type, zeros, &zero);
     uint64_t nb = cols / QK;
+    uint64_t block_bytes = type == HEARTH_Q8_0 ? GGUF_Q8_0_BLOCK_BYTES : GGUF_Q4_0_BLOCK_BYTES;
     for (uint64_t b = 0; b < nb; b++) {
         for (unsigned r = 0; r < ROW_GROUP; r++) {
-            const float *row = group_row(rows, n_rows, r);
-            uint8_t q[QK];
-            uint16_t d = quantize_block_q4_0(row ? row + b * QK : zeros, q);
-            place_q4_0(out, nb, b, r, q, d);
+            struct block bl = zero;
+            if ((int)r < n_rows)
+                read_gguf_block(type, rows[r] + b * block_bytes, &bl);
+            place_block(type, out, nb, b, r, &bl);
         }
     }
 }
 
-/* GGUF blocks (kernels.h) are placed as they are. A missing row gets the
- * block quantize_block_* makes of 32 zeros, computed rather than spelled
- * out so that it cannot drift from pack_group_*. */
 void repack_group_q8_0(const uint8_t *const *rows, int n_rows, uint64_t cols, uint8_t *out)
 {
-    static const float zeros[QK];
-    int8_t zero_q[QK];
-    uint16_t zero_d = quantize_block_q8_0(zeros, zero_q);
-    uint64_t nb = cols / QK;
-    for (uint64_t b = 0; b < nb; b++) {
-        for (unsigned r = 0; r < ROW_GROUP; r++) {
-            if ((int)r >= n_rows) {
-                place_q8_0(out, nb, b, r, zero_q, zero_d);
-                continue;
-            }
-            const uint8_t *block = rows[r] + b * GGUF_Q8_0_BLOCK_BYTES;
-            int8_t q[QK];
-            memcpy(q, block + 2, QK);
-            place_q8_0(out, nb, b, r, q, get_le16(block));
-        }
-    }
+    repack_group(HEARTH_Q8_0, rows, n_rows, cols, out);
 }
 
 void repack_group_q4_0(const uint8_t *const *rows, int n_rows, uint64_t cols, uint8_t *out)
 {
-    static const float zeros[QK];
-    uint8_t zero_q[QK];
-    uint16_t zero_d = quantize_block_q4_0(zeros, zero_q);
-    uint64_t nb = cols / QK;
-    for (uint64_t b = 0; b < nb; b++) {
-        for (unsigned r = 0; r < ROW_GROUP; r++) {
-            if ((int)r >= n_rows) {
-                place_q4_0(out, nb, b, r, zero_q, zero_d);
-                continue;
-            }
-            const uint8_t *block = rows[r] + b * GGUF_Q4_0_BLOCK_BYTES;
-            uint8_t q[QK];
-            for (unsigned j = 0; j < QK / 2; j++) {
-                q[j] = block[2 + j] & 0x0f;
-                q[j + QK / 2] = block[2 + j] >> 4;
-            }
-            place_q4_0(out, nb, b, r, q, get_le16(block));
-        }
-    }
+    repack_group(HEARTH_Q4_0, rows, n_rows, cols, out);
 }
 
 /* ggml's dequantize_row_q8_0 / dequantize_row_q4_0 (ggml-quants.c): one
