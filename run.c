@@ -301,13 +301,39 @@ static int is_stop(const struct hearth_header *h, int32_t id)
     return 0;
 }
 
-static void emit(const struct model *m, struct utf8_stream *u, int32_t prev, int32_t id)
+/* Output buffers sized once from the longest piece (tokenizer.h: decode
+ * needs max_piece_bytes + 5, the UTF-8 stream three bytes per input byte
+ * plus four), so the generation loop allocates nothing. */
+struct printer {
+    struct utf8_stream stream;
+    char *piece, *text;
+    size_t piece_cap;
+};
+
+static void printer_init(struct printer *p, const struct model *m)
 {
-    char piece[512], text[3 * (sizeof piece + 4)];
-    size_t n = tokenizer_decode(&m->tok, prev, id, piece, sizeof piece);
-    size_t k = utf8_stream_push(u, piece, n, text);
-    fwrite(text, 1, k, stdout);
+    p->stream = (struct utf8_stream){0};
+    p->piece_cap = (size_t)m->tok.hdr.max_piece_bytes + 5;
+    p->piece = malloc(p->piece_cap);
+    p->text = malloc(3 * (p->piece_cap + 4));
+    if (!p->piece || !p->text)
+        die("out of memory");
+}
+
+static void emit(const struct model *m, struct printer *p, int32_t prev, int32_t id)
+{
+    size_t n = tokenizer_decode(&m->tok, prev, id, p->piece, p->piece_cap);
+    size_t k = utf8_stream_push(&p->stream, p->piece, n, p->text);
+    fwrite(p->text, 1, k, stdout);
     fflush(stdout);
+}
+
+static void printer_finish(struct printer *p)
+{
+    fwrite(p->text, 1, utf8_stream_flush(&p->stream, p->text), stdout);
+    printf("\n");
+    free(p->piece);
+    free(p->text);
 }
 
 static double now_s(void)
@@ -328,7 +354,8 @@ static void generate(const struct model *m, const struct engine *e, const struct
     if (state_init(&s, m, steps, e->kern, e->pool, err) < 0 ||
         sampler_init(&sampler, m->cfg.vocab_size, o->temperature, o->top_p, o->seed, err) < 0)
         die("%s", err);
-    struct utf8_stream u = {0};
+    struct printer printer;
+    printer_init(&printer, m);
     int32_t token = prompt[0];
     uint32_t pos = 0, n_generated = 0;
     double start = now_s();
@@ -344,12 +371,10 @@ static void generate(const struct model *m, const struct engine *e, const struct
                 break;
         }
         pos++;
-        emit(m, &u, token, next);
+        emit(m, &printer, token, next);
         token = next;
     }
-    char tail[8];
-    fwrite(tail, 1, utf8_stream_flush(&u, tail), stdout);
-    printf("\n");
+    printer_finish(&printer);
     double elapsed = now_s() - start;
     fprintf(stderr, "%u positions (%zu prompt, %u generated) in %.3f s: %.1f tokens/s\n", pos,
             n_prompt, n_generated, elapsed, elapsed > 0 ? pos / elapsed : 0.0);
