@@ -1,11 +1,12 @@
-/* exporter/hf.c - reads a Hugging Face Llama model folder: config.json
+/* exporter/hf.c - reads a Hugging Face Llama-family model folder: config.json
  * (plus generation_config.json when present), the safetensors weights (one
  * model.safetensors, or shards listed by model.safetensors.index.json) and
  * the tokenizer (tokenizer.model, else tokenizer.json), into struct source.
  *
  * It describes tensors (file, offset, type, shape, the rotary row order to
  * undo) and never reads or converts weight data; the writer streams it.
- * Only LlamaForCausalLM is accepted; anything else is refused by name.
+ * Accepted: LlamaForCausalLM, MistralForCausalLM and Qwen2ForCausalLM (see
+ * HF_ARCHS for how they differ); anything else is refused by name.
  *
  * Config field names and defaults: transformers LlamaConfig
  * (models/llama/configuration_llama.py: num_key_value_heads defaults to
@@ -69,26 +70,55 @@ struct hf_extra {
     uint32_t eos[HEARTH_MAX_STOP_IDS];
 };
 
-static int check_architecture(const struct json *root, const char *what, char *err)
+/* The architectures hearth exports and how each differs from Llama. All
+ * three share LlamaForCausalLM's tensor names and rotate-half q/k order
+ * (transformers modeling_mistral.py and modeling_qwen2.py apply the same
+ * rotate_half as modeling_llama.py), so the same unpermutation applies.
+ * Mistral: MistralConfig sliding_window, default 4096 when absent, null
+ * meaning none (configuration_mistral.py). Qwen2: Qwen2Attention always
+ * builds q/k/v with bias=True and o_proj without; Qwen2Config's
+ * sliding_window counts only when use_sliding_window is true, and then only
+ * from layer max_window_layers on, which one header window cannot express. */
+enum window_rule { W_LLAMA, W_MISTRAL, W_QWEN2 };
+
+struct hf_arch {
+    const char *architecture, *model_type;
+    uint8_t window;      /* enum window_rule */
+    uint8_t always_bias; /* q/k/v biases present whatever attention_bias says */
+};
+
+static const struct hf_arch HF_ARCHS[] = {
+    {"LlamaForCausalLM", "llama", W_LLAMA, 0},
+    {"MistralForCausalLM", "mistral", W_MISTRAL, 0},
+    {"Qwen2ForCausalLM", "qwen2", W_QWEN2, 1},
+};
+#define HF_N_ARCHS (sizeof HF_ARCHS / sizeof HF_ARCHS[0])
+#define HF_SUPPORTED "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM"
+
+static int find_architecture(const struct json *root, const char *what,
+                             const struct hf_arch **out, char *err)
 {
     const struct json *arch, *type;
     if (json_get_typed(root, what, "architectures", JSON_REQUIRED, JSON_ARRAY, &arch, err) < 0)
         return -1;
-    int found = 0;
-    for (size_t i = 0; i < arch->n; i++)
-        found |= json_is_string(json_at(arch, i), "LlamaForCausalLM");
-    if (!found) {
+    *out = NULL;
+    for (size_t i = 0; i < arch->n && !*out; i++)
+        for (size_t k = 0; k < HF_N_ARCHS && !*out; k++)
+            if (json_is_string(json_at(arch, i), HF_ARCHS[k].architecture))
+                *out = &HF_ARCHS[k];
+    if (!*out) {
         const struct json *first = json_at(arch, 0);
+        int str = first && first->type == JSON_STRING;
         return fail(err, "%s: architectures [%s%.64s%s] is not supported; hearth exports: "
-                    "LlamaForCausalLM", what, first && first->type == JSON_STRING ? "\"" : "",
-                    first && first->type == JSON_STRING ? first->u.str : "",
-                    first && first->type == JSON_STRING ? "\"" : "");
+                    HF_SUPPORTED, what, str ? "\"" : "", str ? first->u.str : "",
+                    str ? "\"" : "");
     }
     if (json_get_typed(root, what, "model_type", JSON_REQUIRED, JSON_STRING, &type, err) < 0)
         return -1;
-    if (!json_is_string(type, "llama"))
-        return fail(err, "%s: model_type \"%.64s\" is not supported; hearth exports: llama",
-                    what, type->u.str);
+    if (!json_is_string(type, (*out)->model_type))
+        return fail(err, "%s: model_type \"%.64s\" does not match architectures \"%s\" "
+                    "(expected \"%s\"); hearth exports: " HF_SUPPORTED, what, type->u.str,
+                    (*out)->architecture, (*out)->model_type);
     return 0;
 }
 
@@ -226,6 +256,32 @@ static int read_eos_ids(const struct json *obj, const char *what, uint32_t vocab
     return 0;
 }
 
+/* The attention window, by the architecture's rule (see HF_ARCHS). */
+static int read_window(const struct json *root, const char *what, const struct hf_arch *a,
+                       struct hearth_header *c, char *err)
+{
+    int64_t window = 0;
+    if (a->window == W_QWEN2) {
+        int use = 0;
+        if (json_get_bool(root, what, "use_sliding_window", JSON_OPTIONAL, &use, err) < 0)
+            return -1;
+        if (use)
+            return fail(err, "%s: use_sliding_window true is not supported (Qwen2 then limits "
+                        "attention only from layer max_window_layers on; hearth has one window "
+                        "for all layers)", what);
+        c->sliding_window = 0;
+        return 0;
+    }
+    /* MistralConfig's default applies only when the key is absent; null is
+     * no window. */
+    if (a->window == W_MISTRAL && !json_get(root, "sliding_window"))
+        window = 4096;
+    if (json_get_int(root, what, "sliding_window", JSON_OPTIONAL, 0, UINT32_MAX, &window, err) < 0)
+        return -1;
+    c->sliding_window = (uint32_t)window;
+    return 0;
+}
+
 static int read_flags(const struct json *root, const char *what, struct hearth_header *c,
                       struct hf_extra *x, char *err)
 {
@@ -243,10 +299,7 @@ static int read_flags(const struct json *root, const char *what, struct hearth_h
     if (r == 1 && !json_is_string(act, "silu"))
         return fail(err, "%s: hidden_act \"%.64s\" is not supported; supported: silu", what,
                     act->u.str);
-    int64_t window = 0, bos;
-    if (json_get_int(root, what, "sliding_window", JSON_OPTIONAL, 0, UINT32_MAX, &window, err) < 0)
-        return -1;
-    c->sliding_window = (uint32_t)window;
+    int64_t bos;
     r = json_get_int(root, what, "bos_token_id", JSON_OPTIONAL, 0, (int64_t)c->vocab_size - 1,
                      &bos, err);
     if (r < 0)
@@ -263,13 +316,16 @@ static int parse_config(const struct json *root, const char *what, struct hearth
     if (root->type != JSON_OBJECT)
         return fail(err, "%s: must be a JSON object, found %s", what,
                     json_type_name(root->type));
-    if (check_architecture(root, what, err) < 0 || read_shape(root, what, c, err) < 0)
+    const struct hf_arch *a;
+    if (find_architecture(root, what, &a, err) < 0 || read_shape(root, what, c, err) < 0)
         return -1;
     c->rope_theta = 10000.0f;
     if (get_positive(root, what, "rms_norm_eps", JSON_REQUIRED, 0.5, &c->norm_eps, err) < 0 ||
         get_positive(root, what, "rope_theta", JSON_OPTIONAL, 1e12, &c->rope_theta, err) < 0 ||
-        read_rope_scaling(root, what, c, err) < 0 || read_flags(root, what, c, x, err) < 0)
+        read_rope_scaling(root, what, c, err) < 0 || read_flags(root, what, c, x, err) < 0 ||
+        read_window(root, what, a, c, err) < 0)
         return -1;
+    x->attention_bias |= a->always_bias;
     return 0;
 }
 
@@ -413,8 +469,8 @@ static int map_tensor(struct tensor_map *m, const struct st_tensor *t, uint32_t 
             return place(m, &m->layers[layer * L_N_KINDS + (uint64_t)k], t, shard, err);
         }
     }
-    return fail(err, "%s: unexpected tensor \"%s\" (not part of a LlamaForCausalLM "
-                "checkpoint as hearth knows it)", m->shard_names[shard], t->name);
+    return fail(err, "%s: unexpected tensor \"%s\" (not part of a Llama, Mistral or "
+                "Qwen2 checkpoint as hearth knows it)", m->shard_names[shard], t->name);
 }
 
 /* Checks dtype and shape of a found tensor against its rule. */
@@ -509,8 +565,8 @@ static int build_tensor_list(struct tensor_map *m, struct source *src, const int
             if (!s->t)
                 return fail(err, "%s: tensor \"model.layers.%u.%s\" is missing from the "
                             "safetensors files%s", m->dir, l, layer_rules[k].hf,
-                            is_bias(k) ? " (attention_bias is set or other q/k/v biases are "
-                            "present)" : "");
+                            is_bias(k) ? " (the architecture or attention_bias requires q/k/v "
+                            "biases, or other q/k/v biases are present)" : "");
             if (check_slot(m, s, &layer_rules[k], err) < 0)
                 return -1;
             snprintf(name, sizeof name, "blk.%u.%s", l, layer_rules[k].hearth);

@@ -25,11 +25,12 @@
 #pragma weak kernels_tests
 #pragma weak bpe_tests
 #pragma weak gguf_tests
+#pragma weak families_tests
 static const struct test_case *const suites[] = {
     quant_tests, tokenizer_tests, json_tests, hf_tests,
     sampler_tests, kernels_tests, model_tests, export_tests, cli_tests,
     bpe_tests,
-    gguf_tests,
+    gguf_tests, families_tests,
 };
 
 static int checks_failed_in_test;

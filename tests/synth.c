@@ -2,7 +2,8 @@
  *
  * Layouts written here are the ones the exporter reads: llama2.c's legacy
  * checkpoint (llama2.c run.c, memory_map_weights) and a Hugging Face folder
- * (transformers LlamaForCausalLM names; safetensors as in FACTS.md, header
+ * (transformers LlamaForCausalLM names, which MistralForCausalLM and
+ * Qwen2ForCausalLM share; safetensors as in FACTS.md, header
  * padded with spaces to a multiple of 8 as huggingface/safetensors does).
  * It has its own BF16 rounding so tests of quant.c do not depend on it.
  * Not here: any reading or checking; tests do that through the exporter. */
@@ -92,10 +93,28 @@ void synth_free(struct synth_model *m)
     if (!m)
         return;
     float *arrays[] = {m->token_embd, m->attn_norm, m->wq, m->wk, m->wv, m->wo, m->ffn_norm,
-                       m->w_gate, m->w_down, m->w_up, m->output_norm, m->wcls};
+                       m->w_gate, m->w_down, m->w_up, m->output_norm, m->wcls,
+                       m->bq, m->bk, m->bv};
     for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
         free(arrays[i]);
     free(m);
+}
+
+int synth_set_variant(struct synth_model *m, const struct synth_variant *v)
+{
+    const struct synth_config *c = &m->cfg;
+    m->var = *v;
+    if (!v->qkv_bias || m->bq)
+        return 0;
+    size_t L = (size_t)c->n_layers, dim = (size_t)c->dim;
+    size_t kv_dim = dim / (size_t)c->n_heads * (size_t)c->n_kv_heads;
+    struct filler g = {(c->seed + 1) * 0xbf58476d1ce4e5b9ull + 0x94d049bb133111ebull, 0};
+    if (!g.state)
+        g.state = 1;
+    m->bq = fill(&g, L * dim, 0);
+    m->bk = fill(&g, L * kv_dim, 0);
+    m->bv = fill(&g, L * kv_dim, 0);
+    return m->bq && m->bk && m->bv ? 0 : -1;
 }
 
 /* ---- llama2.c ------------------------------------------------------------ */
@@ -136,6 +155,7 @@ struct hf_tensor {
     const float *data;
     size_t rows, cols;   /* rows 0: a 1-D tensor of cols */
     size_t heads;        /* > 0: write rows in HF rotate-half order per head */
+    int vector;          /* 1-D tensor of rows elements (cols 1): a bias, permuted by heads */
 };
 
 /* Our row stored at HF row r: per head, HF row j < half holds our row 2j,
@@ -148,13 +168,39 @@ static size_t our_row(const struct hf_tensor *t, size_t r)
     return r - i + 2 * (i % half) + i / half;
 }
 
+/* The q/k/v biases of layer l (q/k in rotate-half order like their rows). */
+static size_t bias_tensors(const struct synth_model *m, size_t l, struct hf_tensor *out)
+{
+    const struct synth_config *c = &m->cfg;
+    size_t dim = (size_t)c->dim, kv_dim = dim / (size_t)c->n_heads * (size_t)c->n_kv_heads;
+    const struct {
+        const char *suffix;
+        const float *base;
+        size_t n, heads;
+    } b[] = {
+        {"self_attn.q_proj.bias", m->bq + l * dim, dim, (size_t)c->n_heads},
+        {"self_attn.k_proj.bias", m->bk + l * kv_dim, kv_dim, (size_t)c->n_kv_heads},
+        {"self_attn.v_proj.bias", m->bv + l * kv_dim, kv_dim, 0},
+    };
+    for (size_t k = 0; k < 3; k++) {
+        struct hf_tensor *t = &out[k];
+        snprintf(t->name, sizeof t->name, "model.layers.%zu.%s", l, b[k].suffix);
+        t->data = b[k].base;
+        t->rows = b[k].n;
+        t->cols = 1;
+        t->heads = b[k].heads;
+        t->vector = 1;
+    }
+    return 3;
+}
+
 static size_t hf_tensor_list(const struct synth_model *m, struct hf_tensor *out)
 {
     const struct synth_config *c = &m->cfg;
     size_t dim = (size_t)c->dim, hidden = (size_t)c->hidden_dim;
     size_t kv_dim = dim / (size_t)c->n_heads * (size_t)c->n_kv_heads, n = 0;
     out[n++] = (struct hf_tensor){"model.embed_tokens.weight", m->token_embd,
-                                  (size_t)c->vocab_size, dim, 0};
+                                  (size_t)c->vocab_size, dim, 0, 0};
     for (size_t l = 0; l < (size_t)c->n_layers; l++) {
         const struct {
             const char *suffix;
@@ -180,10 +226,13 @@ static size_t hf_tensor_list(const struct synth_model *m, struct hf_tensor *out)
             t->cols = per_layer[k].cols;
             t->heads = per_layer[k].heads;
         }
+        if (m->bq)
+            n += bias_tensors(m, l, out + n);
     }
-    out[n++] = (struct hf_tensor){"model.norm.weight", m->output_norm, 0, dim, 0};
+    out[n++] = (struct hf_tensor){"model.norm.weight", m->output_norm, 0, dim, 0, 0};
     if (!c->tied)
-        out[n++] = (struct hf_tensor){"lm_head.weight", m->wcls, (size_t)c->vocab_size, dim, 0};
+        out[n++] = (struct hf_tensor){"lm_head.weight", m->wcls, (size_t)c->vocab_size, dim, 0,
+                                      0};
     return n;
 }
 
@@ -206,7 +255,9 @@ static int write_safetensors(const char *path, const struct hf_tensor *ts, size_
         const struct hf_tensor *t = &ts[i];
         size_t n = elems(t) * esize;
         fprintf(h, ",\"%s\":{\"dtype\":\"%s\",\"shape\":", t->name, bf16 ? "BF16" : "F32");
-        if (t->rows)
+        if (t->vector)
+            fprintf(h, "[%zu]", t->rows);
+        else if (t->rows)
             fprintf(h, "[%zu,%zu]", t->rows, t->cols);
         else
             fprintf(h, "[%zu]", t->cols);
@@ -249,6 +300,34 @@ static int write_safetensors(const char *path, const struct hf_tensor *ts, size_
     return fclose(f) == 0 && ok ? 0 : -1;
 }
 
+/* The keys that differ between the architectures, as their configs write
+ * them (transformers LlamaConfig, MistralConfig, Qwen2Config). */
+static void write_variant_keys(FILE *f, const struct synth_variant *c, int n_layers)
+{
+    const char *arch = c->architecture ? c->architecture : "LlamaForCausalLM";
+    int qwen2 = !strcmp(arch, "Qwen2ForCausalLM");
+    fprintf(f, "{\n  \"architectures\": [\"%s\"],\n  \"model_type\": \"%s\",\n", arch,
+            qwen2 ? "qwen2" : !strcmp(arch, "MistralForCausalLM") ? "mistral" : "llama");
+    if (c->rope_factor > 0)
+        fprintf(f, "  \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": %.9g, "
+                "\"low_freq_factor\": %.9g, \"high_freq_factor\": %.9g, "
+                "\"original_max_position_embeddings\": %d},\n", (double)c->rope_factor,
+                (double)c->rope_low_freq_factor, (double)c->rope_high_freq_factor,
+                c->rope_orig_max_seq_len);
+    else
+        fprintf(f, "  \"rope_scaling\": null,\n");
+    if (c->sliding_window > 0)
+        fprintf(f, "  \"sliding_window\": %d,\n", c->sliding_window);
+    else
+        fprintf(f, "  \"sliding_window\": null,\n");
+    /* Qwen2Config has no attention_bias: its attention always has biases. */
+    if (qwen2)
+        fprintf(f, "  \"use_sliding_window\": false,\n  \"max_window_layers\": %d,\n",
+                n_layers);
+    else
+        fprintf(f, "  \"attention_bias\": %s,\n", c->qkv_bias ? "true" : "false");
+}
+
 static int write_config(const struct synth_model *m, const char *dir, const char *dtype)
 {
     const struct synth_config *c = &m->cfg;
@@ -257,16 +336,16 @@ static int write_config(const struct synth_model *m, const char *dir, const char
     FILE *f = fopen(path, "w");
     if (!f)
         return -1;
+    write_variant_keys(f, &m->var, c->n_layers);
     /* %.9g prints a float so that it reads back as the same float. */
     fprintf(f,
-            "{\n  \"architectures\": [\"LlamaForCausalLM\"],\n  \"model_type\": \"llama\",\n"
             "  \"hidden_size\": %d,\n  \"intermediate_size\": %d,\n"
             "  \"num_hidden_layers\": %d,\n  \"num_attention_heads\": %d,\n"
             "  \"num_key_value_heads\": %d,\n  \"vocab_size\": %d,\n"
             "  \"max_position_embeddings\": %d,\n  \"rms_norm_eps\": %.9g,\n"
-            "  \"rope_theta\": %.9g,\n  \"rope_scaling\": null,\n"
+            "  \"rope_theta\": %.9g,\n"
             "  \"tie_word_embeddings\": %s,\n  \"hidden_act\": \"silu\",\n"
-            "  \"attention_bias\": false,\n  \"bos_token_id\": 1,\n  \"eos_token_id\": 2,\n"
+            "  \"bos_token_id\": 1,\n  \"eos_token_id\": 2,\n"
             "  \"torch_dtype\": \"%s\"\n}\n",
             c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size,
             c->seq_len, (double)c->norm_eps, (double)c->rope_theta, c->tied ? "true" : "false",
@@ -312,7 +391,7 @@ int synth_write_hf(const struct synth_model *m, const char *dir, const char *dty
         return -1;
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
         return -1;
-    size_t max = 3 + 9 * (size_t)m->cfg.n_layers;
+    size_t max = 3 + 12 * (size_t)m->cfg.n_layers;
     struct hf_tensor *ts = calloc(max, sizeof *ts);
     if (!ts)
         return -1;

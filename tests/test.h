@@ -28,6 +28,7 @@ extern const struct test_case sampler_tests[];
 extern const struct test_case kernels_tests[];
 extern const struct test_case bpe_tests[];
 extern const struct test_case gguf_tests[];
+extern const struct test_case families_tests[];
 
 void test_check(int ok, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

@@ -590,7 +590,7 @@ static void test_hf_config_refusals(void)
         {"hidden_size", "1000000000", "\"hidden_size\"", "outside"},
         {"num_attention_heads", "7", "num_attention_heads 7", "hidden_size"},
         {"num_key_value_heads", "3", "num_key_value_heads 3", NULL},
-        {"architectures", "[\"MistralForCausalLM\"]", "MistralForCausalLM", "LlamaForCausalLM"},
+        {"architectures", "[\"GemmaForCausalLM\"]", "GemmaForCausalLM", "Qwen2ForCausalLM"},
         {"architectures", "\"LlamaForCausalLM\"", "\"architectures\"", "an array"},
         {"model_type", "\"mistral\"", "model_type", "mistral"},
         {"rope_scaling", "{\"type\": \"linear\", \"factor\": 2.0}", "rope_scaling", "linear"},

@@ -1,0 +1,595 @@
+/* tests/test_families.c - the model families hearth runs, each as a tiny
+ * random checkpoint written twice: as a Hugging Face folder (config.json of
+ * that family, safetensors, tok512.model) and as a GGUF file of the same
+ * weights and vocabulary, the way llama.cpp's convert_hf_to_gguf.py lays
+ * that family out. Both are exported with ./export (F32) and must give the
+ * same logits (1e-5) over a token sequence.
+ *
+ * Not here: tokenization (both sides carry the same SentencePiece
+ * vocabulary; tokenizers have their own tests), quantized types, hostile
+ * input (test_hf.c and test_gguf.c). The GGUF writer below is a compact one
+ * for F32 tensors only; test_gguf.c has the complete builder. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../exporter/source.h"
+#include "../model.h"
+#include "synth.h"
+#include "test.h"
+
+#define TOK512 "tests/data/tok512.model"
+#define N_POS 40u          /* longer than the Mistral-style window below */
+#define GGUF_ALIGN 32u     /* GGUF's default general.alignment (ggml gguf.h) */
+
+/* ---- a compact GGUF writer -------------------------------------------------
+ * Layout (ggml/include/gguf.h, llama.cpp): "GGUF", u32 version, u64 tensor
+ * count, u64 key/value count, the key/values, the tensor infos (name, u32
+ * n_dims, u64 ne[n_dims] innermost first, u32 ggml type, u64 offset into the
+ * data), then the data, each tensor at a multiple of the alignment. Strings
+ * are a u64 length and the bytes. Everything little-endian. */
+
+/* gguf.h enum gguf_type */
+enum { GV_U32 = 4, GV_I32 = 5, GV_F32 = 6, GV_STRING = 8, GV_ARRAY = 9 };
+
+struct gbuf {
+    uint8_t *p;
+    size_t n, cap;
+    int oom;
+};
+
+static void gput(struct gbuf *b, const void *data, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->n + n > b->cap) {
+        size_t cap = (b->n + n) * 2 + 256;
+        uint8_t *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    if (n)
+        memcpy(b->p + b->n, data, n);
+    b->n += n;
+}
+
+static void gput_le(struct gbuf *b, uint64_t v, unsigned n_bytes)
+{
+    uint8_t x[8];
+    for (unsigned i = 0; i < n_bytes; i++)
+        x[i] = (uint8_t)(v >> (8 * i));
+    gput(b, x, n_bytes);
+}
+
+static void gput_f32(struct gbuf *b, float f)
+{
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    gput_le(b, bits, 4);
+}
+
+static void gput_str(struct gbuf *b, const char *s, size_t n)
+{
+    gput_le(b, n, 8);
+    gput(b, s, n);
+}
+
+struct gguf_out {
+    struct gbuf kv, info, data;
+    uint64_t n_kv, n_tensors;
+};
+
+static void gkey(struct gguf_out *g, const char *key, uint32_t type)
+{
+    gput_str(&g->kv, key, strlen(key));
+    gput_le(&g->kv, type, 4);
+    g->n_kv++;
+}
+
+static void kv_u32(struct gguf_out *g, const char *key, uint32_t v)
+{
+    gkey(g, key, GV_U32);
+    gput_le(&g->kv, v, 4);
+}
+
+static void kv_f32(struct gguf_out *g, const char *key, float v)
+{
+    gkey(g, key, GV_F32);
+    gput_f32(&g->kv, v);
+}
+
+static void kv_str(struct gguf_out *g, const char *key, const char *v)
+{
+    gkey(g, key, GV_STRING);
+    gput_str(&g->kv, v, strlen(v));
+}
+
+static void kv_array(struct gguf_out *g, const char *key, uint32_t elem_type, uint64_t n)
+{
+    gkey(g, key, GV_ARRAY);
+    gput_le(&g->kv, elem_type, 4);
+    gput_le(&g->kv, n, 8);
+}
+
+/* An F32 tensor of rows x cols (rows 1: a vector). With head_dim > 0 the
+ * rows are stored in Hugging Face's rotate-half order within each head
+ * (stored row p * half + j holds adjacent-pair row 2j + p), as a qwen2 GGUF
+ * keeps q/k rows and biases. */
+static void gguf_tensor(struct gguf_out *g, const char *name, const float *w, uint64_t rows,
+                        uint64_t cols, uint64_t head_dim)
+{
+    static const uint8_t zeros[GGUF_ALIGN];
+    gput(&g->data, zeros, (GGUF_ALIGN - g->data.n % GGUF_ALIGN) % GGUF_ALIGN);
+    gput_str(&g->info, name, strlen(name));
+    gput_le(&g->info, rows == 1 ? 1 : 2, 4);
+    gput_le(&g->info, cols, 8);
+    if (rows != 1)
+        gput_le(&g->info, rows, 8);
+    gput_le(&g->info, 0, 4); /* GGML_TYPE_F32 */
+    gput_le(&g->info, g->data.n, 8);
+    g->n_tensors++;
+    /* a vector with head_dim permutes its elements, each a "row" of one */
+    uint64_t n_rows = rows == 1 && head_dim ? cols : rows, n_cols = n_rows == rows ? cols : 1;
+    uint64_t half = head_dim / 2;
+    for (uint64_t r = 0; r < n_rows; r++) {
+        uint64_t i = head_dim ? r % head_dim : 0;
+        uint64_t from = head_dim ? r - i + 2 * (i % half) + i / half : r;
+        for (uint64_t c = 0; c < n_cols; c++)
+            gput_f32(&g->data, w[from * n_cols + c]);
+    }
+}
+
+static int gguf_save(const struct gguf_out *g, const char *path)
+{
+    struct gbuf out = {0};
+    static const uint8_t zeros[GGUF_ALIGN];
+    gput(&out, "GGUF", 4);
+    gput_le(&out, 3, 4);
+    gput_le(&out, g->n_tensors, 8);
+    gput_le(&out, g->n_kv, 8);
+    gput(&out, g->kv.p, g->kv.n);
+    gput(&out, g->info.p, g->info.n);
+    gput(&out, zeros, (GGUF_ALIGN - out.n % GGUF_ALIGN) % GGUF_ALIGN);
+    gput(&out, g->data.p, g->data.n);
+    int rc = out.oom || g->kv.oom || g->info.oom || g->data.oom ? -1
+             : test_write_file(path, out.p, out.n);
+    free(out.p);
+    return rc;
+}
+
+static void gguf_free(struct gguf_out *g)
+{
+    free(g->kv.p);
+    free(g->info.p);
+    free(g->data.p);
+}
+
+/* ---- a synth model as a GGUF file ------------------------------------------ */
+
+/* tokenizer.ggml.* of a SentencePiece vocabulary (gguf-py constants.py
+ * Keys.Tokenizer; token_type holds the SentencePiece piece types). */
+static void gguf_vocab(struct gguf_out *g, const struct vocab *v)
+{
+    uint32_t n = v->hdr.n_tokens;
+    kv_str(g, "tokenizer.ggml.model", "llama");
+    kv_array(g, "tokenizer.ggml.tokens", GV_STRING, n);
+    for (uint32_t i = 0; i < n; i++)
+        gput_str(&g->kv, v->pieces[i], v->piece_bytes[i]);
+    kv_array(g, "tokenizer.ggml.scores", GV_F32, n);
+    for (uint32_t i = 0; i < n; i++)
+        gput_f32(&g->kv, v->scores[i]);
+    kv_array(g, "tokenizer.ggml.token_type", GV_I32, n);
+    for (uint32_t i = 0; i < n; i++)
+        gput_le(&g->kv, v->kinds[i], 4);
+    kv_u32(g, "tokenizer.ggml.bos_token_id", v->bos_id);
+    kv_u32(g, "tokenizer.ggml.eos_token_id", v->eos_id);
+    kv_u32(g, "tokenizer.ggml.unknown_token_id", v->hdr.unk_id);
+}
+
+/* convert_hf_to_gguf.py (LlamaModel.generate_extra_tensors) turns Llama 3
+ * rope_scaling into rope_freqs.weight: per rotary pair i, with wavelength
+ * 2 pi theta^(2i/head_dim), the divisor 1 below orig / high, factor above
+ * orig / low, and 1 / ((1 - smooth) / factor + smooth) between, smooth =
+ * (orig / wavelength - low) / (high - low) (FACTS.md, llama3 scaling). */
+static void rope_divisors(const struct synth_model *sm, float *div, uint32_t n)
+{
+    const struct synth_variant *v = &sm->var;
+    double hd = (double)sm->cfg.dim / sm->cfg.n_heads, orig = v->rope_orig_max_seq_len;
+    for (uint32_t i = 0; i < n; i++) {
+        double wl = 2 * M_PI * pow(sm->cfg.rope_theta, 2.0 * i / hd);
+        double low = v->rope_low_freq_factor, high = v->rope_high_freq_factor;
+        if (wl < orig / high) {
+            div[i] = 1.0f;
+        } else if (wl > orig / low) {
+            div[i] = v->rope_factor;
+        } else {
+            double smooth = (orig / wl - low) / (high - low);
+            div[i] = (float)(1.0 / ((1.0 - smooth) / v->rope_factor + smooth));
+        }
+    }
+}
+
+static void gguf_meta(struct gguf_out *g, const char *arch, const struct synth_config *c)
+{
+    char k[96];
+    kv_str(g, "general.architecture", arch);
+#define ARCH_U32(suffix, v) (snprintf(k, sizeof k, "%s." suffix, arch), kv_u32(g, k, (uint32_t)(v)))
+    ARCH_U32("context_length", c->seq_len);
+    ARCH_U32("embedding_length", c->dim);
+    ARCH_U32("block_count", c->n_layers);
+    ARCH_U32("feed_forward_length", c->hidden_dim);
+    ARCH_U32("attention.head_count", c->n_heads);
+    ARCH_U32("attention.head_count_kv", c->n_kv_heads);
+    ARCH_U32("rope.dimension_count", c->dim / c->n_heads);
+#undef ARCH_U32
+    snprintf(k, sizeof k, "%s.rope.freq_base", arch);
+    kv_f32(g, k, c->rope_theta);
+    snprintf(k, sizeof k, "%s.attention.layer_norm_rms_epsilon", arch);
+    kv_f32(g, k, c->norm_eps);
+}
+
+/* The model as GGUF of architecture arch: "llama" stores q/k rows in
+ * adjacent pairs (convert_hf_to_gguf.py permutes them), "qwen2" keeps
+ * Hugging Face's rotate-half order (FACTS.md). */
+static int write_gguf(const struct synth_model *sm, const char *arch, const struct vocab *v,
+                      const char *path)
+{
+    const struct synth_config *c = &sm->cfg;
+    struct gguf_out g = {0};
+    uint64_t dim = (uint64_t)c->dim, hidden = (uint64_t)c->hidden_dim;
+    uint64_t hd = dim / (uint64_t)c->n_heads, kv_dim = hd * (uint64_t)c->n_kv_heads;
+    uint64_t rot = strcmp(arch, "qwen2") ? 0 : hd;
+    gguf_meta(&g, arch, c);
+    gguf_vocab(&g, v);
+    gguf_tensor(&g, "token_embd.weight", sm->token_embd, (uint64_t)c->vocab_size, dim, 0);
+    for (uint64_t l = 0; l < (uint64_t)c->n_layers; l++) {
+        char name[64];
+#define LAYER(suffix, w, rows, cols, perm)                                              \
+    (snprintf(name, sizeof name, "blk.%llu." suffix, (unsigned long long)l),            \
+     gguf_tensor(&g, name, (w), (rows), (cols), (perm)))
+        LAYER("attn_norm.weight", sm->attn_norm + l * dim, 1, dim, 0);
+        LAYER("attn_q.weight", sm->wq + l * dim * dim, dim, dim, rot);
+        LAYER("attn_k.weight", sm->wk + l * kv_dim * dim, kv_dim, dim, rot);
+        LAYER("attn_v.weight", sm->wv + l * kv_dim * dim, kv_dim, dim, 0);
+        if (sm->bq) {
+            LAYER("attn_q.bias", sm->bq + l * dim, 1, dim, rot);
+            LAYER("attn_k.bias", sm->bk + l * kv_dim, 1, kv_dim, rot);
+            LAYER("attn_v.bias", sm->bv + l * kv_dim, 1, kv_dim, 0);
+        }
+        LAYER("attn_output.weight", sm->wo + l * dim * dim, dim, dim, 0);
+        LAYER("ffn_norm.weight", sm->ffn_norm + l * dim, 1, dim, 0);
+        LAYER("ffn_gate.weight", sm->w_gate + l * hidden * dim, hidden, dim, 0);
+        LAYER("ffn_up.weight", sm->w_up + l * hidden * dim, hidden, dim, 0);
+        LAYER("ffn_down.weight", sm->w_down + l * dim * hidden, dim, hidden, 0);
+#undef LAYER
+    }
+    gguf_tensor(&g, "output_norm.weight", sm->output_norm, 1, dim, 0);
+    if (sm->wcls)
+        gguf_tensor(&g, "output.weight", sm->wcls, (uint64_t)c->vocab_size, dim, 0);
+    if (sm->var.rope_factor > 0) {
+        float div[256];
+        rope_divisors(sm, div, (uint32_t)(hd / 2));
+        gguf_tensor(&g, "rope_freqs.weight", div, 1, hd / 2, 0);
+    }
+    int rc = gguf_save(&g, path);
+    gguf_free(&g);
+    return rc;
+}
+
+/* ---- the comparison ---------------------------------------------------------- */
+
+static int export_f32(const char *source, const char *out)
+{
+    char cmd[8192], *errout = NULL;
+    snprintf(cmd, sizeof cmd, "./export '%s' --type f32 -q -o '%s'", source, out);
+    int rc = test_run(cmd, NULL, &errout);
+    CHECK(rc == 0, "%s: %s", cmd, errout ? errout : "");
+    free(errout);
+    return rc;
+}
+
+/* Runs the same tokens (BOS, then random ids) through both models and
+ * stores the largest |logit difference| at each position in diff. */
+static int logit_diffs(const struct model *a, const struct model *b, float *diff)
+{
+    struct state sa, sb;
+    char err[HEARTH_ERR_BYTES];
+    if (state_init(&sa, a, N_POS, NULL, NULL, err) < 0) {
+        CHECK(0, "state_init: %s", err);
+        return -1;
+    }
+    if (state_init(&sb, b, N_POS, NULL, NULL, err) < 0) {
+        CHECK(0, "state_init: %s", err);
+        state_free(&sa);
+        return -1;
+    }
+    uint64_t rng = 4242;
+    for (uint32_t pos = 0; pos < N_POS; pos++) {
+        int32_t tok = pos ? (int32_t)(test_rand_u64(&rng) % a->cfg.vocab_size)
+                          : (int32_t)a->cfg.bos_id;
+        const float *la = model_forward(a, &sa, tok, pos), *lb = model_forward(b, &sb, tok, pos);
+        diff[pos] = 0;
+        for (uint32_t i = 0; i < a->cfg.vocab_size; i++) {
+            float d = fabsf(la[i] - lb[i]);
+            diff[pos] = d > diff[pos] || isnan(d) ? d : diff[pos];
+        }
+    }
+    state_free(&sa);
+    state_free(&sb);
+    return 0;
+}
+
+static float max_over(const float *diff, uint32_t from, uint32_t to)
+{
+    float worst = 0;
+    for (uint32_t i = from; i < to; i++)
+        worst = diff[i] > worst || isnan(diff[i]) ? diff[i] : worst;
+    return worst;
+}
+
+struct family {
+    const char *name;
+    const char *gguf_arch;
+    struct synth_config cfg;
+    struct synth_variant var;
+};
+
+/* What the HF export's header must say for the family's config.json. */
+static void check_header(const struct family *f, const struct hearth_header *h)
+{
+    const struct synth_variant *v = &f->var;
+    int qwen2 = v->architecture && !strcmp(v->architecture, "Qwen2ForCausalLM");
+    CHECK(h->n_heads == (uint32_t)f->cfg.n_heads && h->n_kv_heads == (uint32_t)f->cfg.n_kv_heads,
+          "%s: heads %u/%u", f->name, h->n_heads, h->n_kv_heads);
+    CHECK(!!(h->flags & HEARTH_FLAG_TIED_EMBEDDINGS) == !!f->cfg.tied, "%s: tied flag %u",
+          f->name, h->flags);
+    CHECK(!!(h->flags & HEARTH_FLAG_QKV_BIAS) == !!v->qkv_bias, "%s: bias flag %u", f->name,
+          h->flags);
+    CHECK(v->rope_factor > 0 ? h->rope_scaling == HEARTH_ROPE_SCALING_LLAMA3 &&
+          h->rope_factor == v->rope_factor &&
+          h->rope_orig_max_seq_len == (uint32_t)v->rope_orig_max_seq_len
+          : h->rope_scaling == HEARTH_ROPE_SCALING_NONE,
+          "%s: rope scaling %u factor %g orig %u", f->name, h->rope_scaling, h->rope_factor,
+          h->rope_orig_max_seq_len);
+    /* Qwen2's sliding_window counts only with use_sliding_window true. */
+    uint32_t window = qwen2 ? 0 : (uint32_t)v->sliding_window;
+    CHECK(h->sliding_window == window, "%s: sliding_window %u, expected %u", f->name,
+          h->sliding_window, window);
+}
+
+/* The window of a Mistral-style model really limits attention: run without
+ * it, positions before the window agree and later ones do not. */
+static void check_window_matters(const struct family *f, const struct model *hf,
+                                 const struct model *gg)
+{
+    float diff[N_POS];
+    uint32_t w = hf->cfg.sliding_window;
+    if (logit_diffs(hf, gg, diff) < 0)
+        return;
+    CHECK(max_over(diff, 0, w) <= 1e-5f, "%s: before the window, logits differ by %g", f->name,
+          max_over(diff, 0, w));
+    CHECK(max_over(diff, w, N_POS) > 1e-3f, "%s: the sliding window of %u changes nothing "
+          "(largest difference %g)", f->name, w, max_over(diff, w, N_POS));
+}
+
+static void compare_exports(const struct family *f, const char *hf_out, const char *gguf_out)
+{
+    struct model hf, gg;
+    char err[HEARTH_ERR_BYTES];
+    if (model_open(&hf, hf_out, err) < 0) {
+        CHECK(0, "%s: open %s: %s", f->name, hf_out, err);
+        return;
+    }
+    if (model_open(&gg, gguf_out, err) < 0) {
+        CHECK(0, "%s: open %s: %s", f->name, gguf_out, err);
+        model_close(&hf);
+        return;
+    }
+    check_header(f, &hf.cfg);
+    if (hf.cfg.sliding_window && hf.cfg.sliding_window < N_POS) {
+        /* llama.cpp's GGUF of a Mistral model has no window key and gguf.c
+         * reads none: check it matters, then run the GGUF model with it. */
+        CHECK(gg.cfg.sliding_window == 0, "%s: GGUF export has window %u", f->name,
+              gg.cfg.sliding_window);
+        check_window_matters(f, &hf, &gg);
+        gg.cfg.sliding_window = hf.cfg.sliding_window;
+    }
+    float diff[N_POS];
+    if (logit_diffs(&hf, &gg, diff) == 0)
+        CHECK(max_over(diff, 0, N_POS) <= 1e-5f, "%s: HF and GGUF exports' logits differ by %g",
+              f->name, max_over(diff, 0, N_POS));
+    model_close(&hf);
+    model_close(&gg);
+}
+
+static void check_family(const struct family *f)
+{
+    struct vocab v;
+    char err[HEARTH_ERR_BYTES], name[96];
+    if (vocab_read_spm_model(TOK512, &v, err) < 0) {
+        CHECK(0, "%s: %s", TOK512, err);
+        return;
+    }
+    struct synth_config cfg = f->cfg;
+    cfg.vocab_size = (int)v.hdr.n_tokens;
+    struct synth_model *sm = synth_create(&cfg, 0);
+    char *dir = test_path(f->name);
+    snprintf(name, sizeof name, "%s.gguf", f->name);
+    char *gguf = test_path(name);
+    snprintf(name, sizeof name, "%s.hf.hearth", f->name);
+    char *hf_out = test_path(name);
+    snprintf(name, sizeof name, "%s.gguf.hearth", f->name);
+    char *gguf_out = test_path(name);
+    int ok = sm && synth_set_variant(sm, &f->var) == 0 &&
+             synth_write_hf(sm, dir, "F32", 1, TOK512) == 0 &&
+             write_gguf(sm, f->gguf_arch, &v, gguf) == 0;
+    CHECK(ok, "%s: writing the HF folder or the GGUF file failed", f->name);
+    if (ok && export_f32(dir, hf_out) == 0 && export_f32(gguf, gguf_out) == 0)
+        compare_exports(f, hf_out, gguf_out);
+    synth_free(sm);
+    vocab_free(&v);
+    free(dir);
+    free(gguf);
+    free(hf_out);
+    free(gguf_out);
+}
+
+/* ---- the families -------------------------------------------------------------
+ * Tiny shapes with each family's features; head_dim 16 with theta 500000
+ * puts Llama 3's rotary pairs in all three regions of its scaling (below,
+ * inside and above the smoothed band of Meta's low 1, high 4, 8192). */
+
+static void test_families_llama32(void)
+{
+    static const struct family f = {
+        "llama32", "llama",
+        {.dim = 64, .hidden_dim = 160, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
+         .seq_len = 128, .tied = 1, .rope_theta = 500000.0f, .norm_eps = 1e-5f, .seed = 101},
+        {.rope_factor = 32.0f, .rope_low_freq_factor = 1.0f, .rope_high_freq_factor = 4.0f,
+         .rope_orig_max_seq_len = 8192},
+    };
+    check_family(&f);
+}
+
+static void test_families_llama31(void)
+{
+    static const struct family f = {
+        "llama31", "llama",
+        {.dim = 64, .hidden_dim = 224, .n_layers = 2, .n_heads = 4, .n_kv_heads = 1,
+         .seq_len = 128, .tied = 0, .rope_theta = 500000.0f, .norm_eps = 1e-5f, .seed = 102},
+        {.rope_factor = 8.0f, .rope_low_freq_factor = 1.0f, .rope_high_freq_factor = 4.0f,
+         .rope_orig_max_seq_len = 8192},
+    };
+    check_family(&f);
+}
+
+static void test_families_mistral(void)
+{
+    static const struct family f = {
+        "mistral", "llama",
+        {.dim = 64, .hidden_dim = 224, .n_layers = 2, .n_heads = 4, .n_kv_heads = 1,
+         .seq_len = 128, .tied = 0, .rope_theta = 10000.0f, .norm_eps = 1e-5f, .seed = 103},
+        {.architecture = "MistralForCausalLM", .sliding_window = 16},
+    };
+    check_family(&f);
+}
+
+static void test_families_tinyllama(void)
+{
+    static const struct family f = {
+        "tinyllama", "llama",
+        {.dim = 256, .hidden_dim = 704, .n_layers = 2, .n_heads = 32, .n_kv_heads = 4,
+         .seq_len = 128, .tied = 0, .rope_theta = 10000.0f, .norm_eps = 1e-5f, .seed = 104},
+        {0},
+    };
+    check_family(&f);
+}
+
+static void test_families_qwen25(void)
+{
+    /* sliding_window is set but use_sliding_window false, as in Qwen2.5's
+     * configs: it must not limit attention. */
+    static const struct family f = {
+        "qwen25", "qwen2",
+        {.dim = 64, .hidden_dim = 160, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
+         .seq_len = 128, .tied = 1, .rope_theta = 1000000.0f, .norm_eps = 1e-6f, .seed = 105},
+        {.architecture = "Qwen2ForCausalLM", .qkv_bias = 1, .sliding_window = 8},
+    };
+    check_family(&f);
+}
+
+/* ---- config.json rules of the families --------------------------------------- */
+
+/* hf_read of folder dir with the config.json line holding `key` replaced by
+ * `line` ("" drops it); config.json is restored afterwards. Returns
+ * hf_read's status and fills *h on success. */
+static int read_edited(const char *dir, const char *key, const char *line,
+                       struct hearth_header *h, char *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    size_t n, len = 0;
+    char *text = test_read_file(path, &n), *edited = NULL;
+    char *at = text ? strstr(text, key) : NULL;
+    if (!at) {
+        free(text);
+        return fail(err, "%s: no line with %s", path, key);
+    }
+    char *start = at, *end = strchr(at, '\n');
+    while (start > text && start[-1] != '\n')
+        start--;
+    FILE *f = open_memstream(&edited, &len);
+    if (!f) {
+        free(text);
+        return fail(err, "out of memory");
+    }
+    fprintf(f, "%.*s%s%s", (int)(start - text), text, line, end ? end + 1 : "");
+    fclose(f);
+    struct source src;
+    int rc = test_write_file(path, edited, len) == 0 ? hf_read(dir, &src, err)
+                                                    : fail(err, "cannot write %s", path);
+    if (rc == 0) {
+        *h = src.cfg;
+        source_free(&src);
+    }
+    test_write_file(path, text, n);
+    free(edited);
+    free(text);
+    return rc;
+}
+
+/* Mistral's window: transformers' default 4096 when the key is absent,
+ * none when null. Qwen2: use_sliding_window true (a window from layer
+ * max_window_layers on) is refused by name. model_type must match. */
+static void test_families_config_rules(void)
+{
+    struct synth_config cfg = {.dim = 64, .hidden_dim = 96, .n_layers = 2, .n_heads = 4,
+                               .n_kv_heads = 2, .vocab_size = 512, .seq_len = 128, .tied = 1,
+                               .rope_theta = 10000.0f, .norm_eps = 1e-5f, .seed = 106};
+    struct synth_variant mistral = {.architecture = "MistralForCausalLM", .sliding_window = 16};
+    struct synth_variant qwen2 = {.architecture = "Qwen2ForCausalLM", .qkv_bias = 1};
+    struct synth_model *sm = synth_create(&cfg, 0);
+    char *dm = test_path("rules-mistral"), *dq = test_path("rules-qwen2");
+    char err[HEARTH_ERR_BYTES] = "";
+    struct hearth_header h;
+    int ok = sm && synth_set_variant(sm, &mistral) == 0 &&
+             synth_write_hf(sm, dm, "F32", 1, TOK512) == 0 &&
+             synth_set_variant(sm, &qwen2) == 0 && synth_write_hf(sm, dq, "F32", 1, TOK512) == 0;
+    CHECK(ok, "writing the folders failed");
+    if (ok) {
+        int rc = read_edited(dm, "\"sliding_window\"", "", &h, err);
+        CHECK(rc == 0 && h.sliding_window == 4096, "mistral, no sliding_window: rc %d window %u "
+              "(%s)", rc, rc == 0 ? h.sliding_window : 0, err);
+        rc = read_edited(dm, "\"sliding_window\"", "  \"sliding_window\": null,", &h, err);
+        CHECK(rc == 0 && h.sliding_window == 0, "mistral, sliding_window null: rc %d window %u "
+              "(%s)", rc, rc == 0 ? h.sliding_window : 0, err);
+        rc = read_edited(dq, "\"use_sliding_window\"", "  \"use_sliding_window\": true,", &h, err);
+        CHECK(rc < 0 && strstr(err, "use_sliding_window"), "qwen2 use_sliding_window true: %s",
+              rc < 0 ? err : "accepted");
+        rc = read_edited(dq, "\"model_type\"", "  \"model_type\": \"llama\",", &h, err);
+        CHECK(rc < 0 && strstr(err, "model_type") && strstr(err, "Qwen2ForCausalLM"),
+              "Qwen2ForCausalLM with model_type llama: %s", rc < 0 ? err : "accepted");
+        rc = read_edited(dq, "\"architectures\"", "  \"architectures\": [\"Phi3ForCausalLM\"],",
+                         &h, err);
+        CHECK(rc < 0 && strstr(err, "Phi3ForCausalLM") && strstr(err, "MistralForCausalLM"),
+              "Phi3ForCausalLM: %s", rc < 0 ? err : "accepted");
+    }
+    synth_free(sm);
+    free(dm);
+    free(dq);
+}
+
+const struct test_case families_tests[] = {
+    {"families_llama32_tied_rope_scaling", test_families_llama32},
+    {"families_llama31_untied_rope_scaling", test_families_llama31},
+    {"families_mistral_sliding_window", test_families_mistral},
+    {"families_tinyllama_gqa", test_families_tinyllama},
+    {"families_qwen25_biases_tied", test_families_qwen25},
+    {"families_config_rules", test_families_config_rules},
+    {NULL, NULL},
+};
