@@ -925,7 +925,6 @@ enum layer_kind {
 };
 enum global_kind { G_EMBD, G_OUT_NORM, G_OUT, G_ROPE_FREQS, G_N_KINDS };
 /* Expected sizes, in terms of the config. */
-enum dim_ref { D_ONE, D_DIM, D_HIDDEN, D_Q, D_KV, D_VOCAB, D_HALF_HEAD };
 enum { P_NONE, P_Q, P_KV }; /* rotary rows: per query head, per kv head */
 
 struct tensor_rule {
@@ -960,26 +959,6 @@ static const struct tensor_rule GLOBAL_RULES[G_N_KINDS] = {
     [G_OUT] = {"output.weight", D_VOCAB, D_DIM, P_NONE},
     [G_ROPE_FREQS] = {"rope_freqs.weight", D_ONE, D_HALF_HEAD, P_NONE},
 };
-
-static uint64_t dim_value(const struct hearth_header *c, uint8_t ref)
-{
-    switch (ref) {
-    case D_DIM:
-        return c->dim;
-    case D_HIDDEN:
-        return c->hidden_dim;
-    case D_Q:
-        return (uint64_t)c->n_heads * c->head_dim;
-    case D_KV:
-        return (uint64_t)c->n_kv_heads * c->head_dim;
-    case D_VOCAB:
-        return c->vocab_size;
-    case D_HALF_HEAD:
-        return c->head_dim / 2;
-    default:
-        return 1;
-    }
-}
 
 /* Where each hearth tensor is among the GGUF tensors (-1: absent). */
 struct tensor_map {

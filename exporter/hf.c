@@ -364,7 +364,6 @@ enum layer_kind {
 enum global_kind { G_EMBD, G_OUT_NORM, G_OUT, G_N_KINDS };
 
 /* Expected shape, in terms of the config. */
-enum dim_ref { D_ONE, D_DIM, D_HIDDEN, D_Q, D_KV, D_VOCAB };
 
 struct tensor_rule {
     const char *hf;    /* name (global) or suffix after "model.layers.N." */
@@ -393,24 +392,6 @@ static const struct tensor_rule global_rules[G_N_KINDS] = {
     [G_OUT_NORM] = {"model.norm.weight", "output_norm.weight", D_ONE, D_DIM, 0},
     [G_OUT] = {"lm_head.weight", "output.weight", D_VOCAB, D_DIM, 0},
 };
-
-static uint64_t dim_value(const struct hearth_header *c, uint8_t ref)
-{
-    switch (ref) {
-    case D_DIM:
-        return c->dim;
-    case D_HIDDEN:
-        return c->hidden_dim;
-    case D_Q:
-        return (uint64_t)c->n_heads * c->head_dim;
-    case D_KV:
-        return (uint64_t)c->n_kv_heads * c->head_dim;
-    case D_VOCAB:
-        return c->vocab_size;
-    default:
-        return 1;
-    }
-}
 
 /* One found tensor: where it is and which rule it matched. */
 struct slot {

@@ -39,3 +39,23 @@ const char *layer_suffix(const char *name, const char *prefix, uint64_t *layer)
     *layer = n;
     return p + 1;
 }
+
+uint64_t dim_value(const struct hearth_header *c, uint8_t ref)
+{
+    switch (ref) {
+    case D_DIM:
+        return c->dim;
+    case D_HIDDEN:
+        return c->hidden_dim;
+    case D_Q:
+        return (uint64_t)c->n_heads * c->head_dim;
+    case D_KV:
+        return (uint64_t)c->n_kv_heads * c->head_dim;
+    case D_VOCAB:
+        return c->vocab_size;
+    case D_HALF_HEAD:
+        return c->head_dim / 2;
+    default:
+        return 1;
+    }
+}

@@ -46,6 +46,11 @@ struct source {
     uint64_t input_bytes;               /* sum of the source files' sizes */
 };
 
+/* A tensor dimension named by what it is in the config, so readers can
+ * state expected shapes as tables. */
+enum dim_ref { D_ONE, D_DIM, D_HIDDEN, D_Q, D_KV, D_VOCAB, D_HALF_HEAD };
+uint64_t dim_value(const struct hearth_header *c, uint8_t ref);
+
 void source_free(struct source *src);
 /* "<prefix>N.<suffix>" (N decimal, no leading zeros) -> suffix, *layer = N; else NULL. */
 const char *layer_suffix(const char *name, const char *prefix, uint64_t *layer);
