@@ -7,8 +7,8 @@
  *
  * Not here: tokenization (both sides carry the same SentencePiece
  * vocabulary; tokenizers have their own tests), quantized types, hostile
- * input (test_hf.c and test_gguf.c). The GGUF writer below is a compact one
- * for F32 tensors only; test_gguf.c has the complete builder. */
+ * input (test_hf.c and test_gguf.c). GGUF files are written with the test
+ * writer gguf_writer.h. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,180 +16,14 @@
 
 #include "../exporter/source.h"
 #include "../model.h"
+#include "gguf_writer.h"
 #include "synth.h"
 #include "test.h"
 
 #define TOK512 "tests/data/tok512.model"
 #define N_POS 40u          /* longer than the Mistral-style window below */
-#define GGUF_ALIGN 32u     /* GGUF's default general.alignment (ggml gguf.h) */
-
-/* ---- a compact GGUF writer -------------------------------------------------
- * Layout (ggml/include/gguf.h, llama.cpp): "GGUF", u32 version, u64 tensor
- * count, u64 key/value count, the key/values, the tensor infos (name, u32
- * n_dims, u64 ne[n_dims] innermost first, u32 ggml type, u64 offset into the
- * data), then the data, each tensor at a multiple of the alignment. Strings
- * are a u64 length and the bytes. Everything little-endian. */
-
-/* gguf.h enum gguf_type */
-enum { GV_U32 = 4, GV_I32 = 5, GV_F32 = 6, GV_STRING = 8, GV_ARRAY = 9 };
-
-struct gbuf {
-    uint8_t *p;
-    size_t n, cap;
-    int oom;
-};
-
-static void gput(struct gbuf *b, const void *data, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->n + n > b->cap) {
-        size_t cap = (b->n + n) * 2 + 256;
-        uint8_t *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    if (n)
-        memcpy(b->p + b->n, data, n);
-    b->n += n;
-}
-
-static void gput_le(struct gbuf *b, uint64_t v, unsigned n_bytes)
-{
-    uint8_t x[8];
-    for (unsigned i = 0; i < n_bytes; i++)
-        x[i] = (uint8_t)(v >> (8 * i));
-    gput(b, x, n_bytes);
-}
-
-static void gput_f32(struct gbuf *b, float f)
-{
-    uint32_t bits;
-    memcpy(&bits, &f, sizeof bits);
-    gput_le(b, bits, 4);
-}
-
-static void gput_str(struct gbuf *b, const char *s, size_t n)
-{
-    gput_le(b, n, 8);
-    gput(b, s, n);
-}
-
-struct gguf_out {
-    struct gbuf kv, info, data;
-    uint64_t n_kv, n_tensors;
-};
-
-static void gkey(struct gguf_out *g, const char *key, uint32_t type)
-{
-    gput_str(&g->kv, key, strlen(key));
-    gput_le(&g->kv, type, 4);
-    g->n_kv++;
-}
-
-static void kv_u32(struct gguf_out *g, const char *key, uint32_t v)
-{
-    gkey(g, key, GV_U32);
-    gput_le(&g->kv, v, 4);
-}
-
-static void kv_f32(struct gguf_out *g, const char *key, float v)
-{
-    gkey(g, key, GV_F32);
-    gput_f32(&g->kv, v);
-}
-
-static void kv_str(struct gguf_out *g, const char *key, const char *v)
-{
-    gkey(g, key, GV_STRING);
-    gput_str(&g->kv, v, strlen(v));
-}
-
-static void kv_array(struct gguf_out *g, const char *key, uint32_t elem_type, uint64_t n)
-{
-    gkey(g, key, GV_ARRAY);
-    gput_le(&g->kv, elem_type, 4);
-    gput_le(&g->kv, n, 8);
-}
-
-/* An F32 tensor of rows x cols (rows 1: a vector). With head_dim > 0 the
- * rows are stored in Hugging Face's rotate-half order within each head
- * (stored row p * half + j holds adjacent-pair row 2j + p), as a qwen2 GGUF
- * keeps q/k rows and biases. */
-static void gguf_tensor(struct gguf_out *g, const char *name, const float *w, uint64_t rows,
-                        uint64_t cols, uint64_t head_dim)
-{
-    static const uint8_t zeros[GGUF_ALIGN];
-    gput(&g->data, zeros, (GGUF_ALIGN - g->data.n % GGUF_ALIGN) % GGUF_ALIGN);
-    gput_str(&g->info, name, strlen(name));
-    gput_le(&g->info, rows == 1 ? 1 : 2, 4);
-    gput_le(&g->info, cols, 8);
-    if (rows != 1)
-        gput_le(&g->info, rows, 8);
-    gput_le(&g->info, 0, 4); /* GGML_TYPE_F32 */
-    gput_le(&g->info, g->data.n, 8);
-    g->n_tensors++;
-    /* a vector with head_dim permutes its elements, each a "row" of one */
-    uint64_t n_rows = rows == 1 && head_dim ? cols : rows, n_cols = n_rows == rows ? cols : 1;
-    uint64_t half = head_dim / 2;
-    for (uint64_t r = 0; r < n_rows; r++) {
-        uint64_t i = head_dim ? r % head_dim : 0;
-        uint64_t from = head_dim ? r - i + 2 * (i % half) + i / half : r;
-        for (uint64_t c = 0; c < n_cols; c++)
-            gput_f32(&g->data, w[from * n_cols + c]);
-    }
-}
-
-static int gguf_save(const struct gguf_out *g, const char *path)
-{
-    struct gbuf out = {0};
-    static const uint8_t zeros[GGUF_ALIGN];
-    gput(&out, "GGUF", 4);
-    gput_le(&out, 3, 4);
-    gput_le(&out, g->n_tensors, 8);
-    gput_le(&out, g->n_kv, 8);
-    gput(&out, g->kv.p, g->kv.n);
-    gput(&out, g->info.p, g->info.n);
-    gput(&out, zeros, (GGUF_ALIGN - out.n % GGUF_ALIGN) % GGUF_ALIGN);
-    gput(&out, g->data.p, g->data.n);
-    int rc = out.oom || g->kv.oom || g->info.oom || g->data.oom ? -1
-             : test_write_file(path, out.p, out.n);
-    free(out.p);
-    return rc;
-}
-
-static void gguf_free(struct gguf_out *g)
-{
-    free(g->kv.p);
-    free(g->info.p);
-    free(g->data.p);
-}
 
 /* ---- a synth model as a GGUF file ------------------------------------------ */
-
-/* tokenizer.ggml.* of a SentencePiece vocabulary (gguf-py constants.py
- * Keys.Tokenizer; token_type holds the SentencePiece piece types). */
-static void gguf_vocab(struct gguf_out *g, const struct vocab *v)
-{
-    uint32_t n = v->hdr.n_tokens;
-    kv_str(g, "tokenizer.ggml.model", "llama");
-    kv_array(g, "tokenizer.ggml.tokens", GV_STRING, n);
-    for (uint32_t i = 0; i < n; i++)
-        gput_str(&g->kv, v->pieces[i], v->piece_bytes[i]);
-    kv_array(g, "tokenizer.ggml.scores", GV_F32, n);
-    for (uint32_t i = 0; i < n; i++)
-        gput_f32(&g->kv, v->scores[i]);
-    kv_array(g, "tokenizer.ggml.token_type", GV_I32, n);
-    for (uint32_t i = 0; i < n; i++)
-        gput_le(&g->kv, v->kinds[i], 4);
-    kv_u32(g, "tokenizer.ggml.bos_token_id", v->bos_id);
-    kv_u32(g, "tokenizer.ggml.eos_token_id", v->eos_id);
-    kv_u32(g, "tokenizer.ggml.unknown_token_id", v->hdr.unk_id);
-}
 
 /* convert_hf_to_gguf.py (LlamaModel.generate_extra_tensors) turns Llama 3
  * rope_scaling into rope_freqs.weight: per rotary pair i, with wavelength
@@ -214,70 +48,26 @@ static void rope_divisors(const struct synth_model *sm, float *div, uint32_t n)
     }
 }
 
-static void gguf_meta(struct gguf_out *g, const char *arch, const struct synth_config *c)
-{
-    char k[96];
-    kv_str(g, "general.architecture", arch);
-#define ARCH_U32(suffix, v) (snprintf(k, sizeof k, "%s." suffix, arch), kv_u32(g, k, (uint32_t)(v)))
-    ARCH_U32("context_length", c->seq_len);
-    ARCH_U32("embedding_length", c->dim);
-    ARCH_U32("block_count", c->n_layers);
-    ARCH_U32("feed_forward_length", c->hidden_dim);
-    ARCH_U32("attention.head_count", c->n_heads);
-    ARCH_U32("attention.head_count_kv", c->n_kv_heads);
-    ARCH_U32("rope.dimension_count", c->dim / c->n_heads);
-#undef ARCH_U32
-    snprintf(k, sizeof k, "%s.rope.freq_base", arch);
-    kv_f32(g, k, c->rope_theta);
-    snprintf(k, sizeof k, "%s.attention.layer_norm_rms_epsilon", arch);
-    kv_f32(g, k, c->norm_eps);
-}
-
-/* The model as GGUF of architecture arch: "llama" stores q/k rows in
- * adjacent pairs (convert_hf_to_gguf.py permutes them), "qwen2" keeps
- * Hugging Face's rotate-half order (FACTS.md). */
+/* The model as GGUF of architecture arch ("llama" or "qwen2", see gg_model)
+ * with F32 tensors, its q/k/v biases if it has them, the SentencePiece
+ * vocabulary v and, with Llama 3 rope scaling, rope_freqs.weight. */
 static int write_gguf(const struct synth_model *sm, const char *arch, const struct vocab *v,
                       const char *path)
 {
-    const struct synth_config *c = &sm->cfg;
-    struct gguf_out g = {0};
-    uint64_t dim = (uint64_t)c->dim, hidden = (uint64_t)c->hidden_dim;
-    uint64_t hd = dim / (uint64_t)c->n_heads, kv_dim = hd * (uint64_t)c->n_kv_heads;
-    uint64_t rot = strcmp(arch, "qwen2") ? 0 : hd;
-    gguf_meta(&g, arch, c);
-    gguf_vocab(&g, v);
-    gguf_tensor(&g, "token_embd.weight", sm->token_embd, (uint64_t)c->vocab_size, dim, 0);
-    for (uint64_t l = 0; l < (uint64_t)c->n_layers; l++) {
-        char name[64];
-#define LAYER(suffix, w, rows, cols, perm)                                              \
-    (snprintf(name, sizeof name, "blk.%llu." suffix, (unsigned long long)l),            \
-     gguf_tensor(&g, name, (w), (rows), (cols), (perm)))
-        LAYER("attn_norm.weight", sm->attn_norm + l * dim, 1, dim, 0);
-        LAYER("attn_q.weight", sm->wq + l * dim * dim, dim, dim, rot);
-        LAYER("attn_k.weight", sm->wk + l * kv_dim * dim, kv_dim, dim, rot);
-        LAYER("attn_v.weight", sm->wv + l * kv_dim * dim, kv_dim, dim, 0);
-        if (sm->bq) {
-            LAYER("attn_q.bias", sm->bq + l * dim, 1, dim, rot);
-            LAYER("attn_k.bias", sm->bk + l * kv_dim, 1, kv_dim, rot);
-            LAYER("attn_v.bias", sm->bv + l * kv_dim, 1, kv_dim, 0);
-        }
-        LAYER("attn_output.weight", sm->wo + l * dim * dim, dim, dim, 0);
-        LAYER("ffn_norm.weight", sm->ffn_norm + l * dim, 1, dim, 0);
-        LAYER("ffn_gate.weight", sm->w_gate + l * hidden * dim, hidden, dim, 0);
-        LAYER("ffn_up.weight", sm->w_up + l * hidden * dim, hidden, dim, 0);
-        LAYER("ffn_down.weight", sm->w_down + l * dim * hidden, dim, hidden, 0);
-#undef LAYER
-    }
-    gguf_tensor(&g, "output_norm.weight", sm->output_norm, 1, dim, 0);
-    if (sm->wcls)
-        gguf_tensor(&g, "output.weight", sm->wcls, (uint64_t)c->vocab_size, dim, 0);
+    uint32_t half = (uint32_t)(sm->cfg.dim / sm->cfg.n_heads / 2);
+    struct gg_opts o = {.arch = arch, .types = {G_F32, G_F32}, .bq = sm->bq, .bk = sm->bk,
+                        .bv = sm->bv};
+    struct gg g;
+    gg_init(&g);
+    gg_model(&g, sm, &o);
+    gg_vocab_spm(&g, v);
     if (sm->var.rope_factor > 0) {
         float div[256];
-        rope_divisors(sm, div, (uint32_t)(hd / 2));
-        gguf_tensor(&g, "rope_freqs.weight", div, 1, hd / 2, 0);
+        rope_divisors(sm, div, half);
+        gg_tensor(&g, "rope_freqs.weight", G_F32, 1, half, div, half * sizeof *div);
     }
-    int rc = gguf_save(&g, path);
-    gguf_free(&g);
+    int rc = gg_write(&g, path);
+    gg_free(&g);
     return rc;
 }
 

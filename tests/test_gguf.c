@@ -4,9 +4,9 @@
  * folder and as GGUF giving the same model file, vocabularies (SentencePiece
  * and byte-level BPE) and hostile files.
  *
- * GGUF files are written here by a small builder that follows llama.cpp's
- * layout (ggml/include/gguf.h); it records where each header field landed
- * so that tests can damage exactly one of them. */
+ * GGUF files are written by the test writer (gguf_writer.h), which follows
+ * llama.cpp's layout and records where each header field landed so that the
+ * hostile-file tests here can damage exactly one of them. */
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -18,328 +18,18 @@
 #include "../kernels/kernels.h"
 #include "../model.h"
 #include "../quant.h"
+#include "gguf_writer.h"
 #include "synth.h"
 #include "test.h"
 
 #define DATA "tests/data/gguf/"
 #define TOK512 "tests/data/tok512.model"
 
-/* ---- a byte buffer -------------------------------------------------------- */
-
-struct buf {
-    uint8_t *p;
-    size_t n, cap;
-};
-
-static void put(struct buf *b, const void *data, size_t n)
-{
-    if (b->n + n > b->cap) {
-        b->cap = (b->n + n) * 2 + 64;
-        b->p = realloc(b->p, b->cap);
-        if (!b->p)
-            abort();
-    }
-    if (n)
-        memcpy(b->p + b->n, data, n);
-    b->n += n;
-}
-
-static void put_le(struct buf *b, uint64_t v, unsigned n_bytes)
-{
-    uint8_t x[8];
-    for (unsigned i = 0; i < n_bytes; i++)
-        x[i] = (uint8_t)(v >> (8 * i));
-    put(b, x, n_bytes);
-}
-
-static void put_u32(struct buf *b, uint32_t v) { put_le(b, v, 4); }
-static void put_u64(struct buf *b, uint64_t v) { put_le(b, v, 8); }
-
-static void put_f32(struct buf *b, float f)
-{
-    uint32_t bits;
-    memcpy(&bits, &f, sizeof bits);
-    put_u32(b, bits);
-}
-
-static void put_strn(struct buf *b, const char *s, size_t n)
-{
-    put_u64(b, n);
-    put(b, s, n);
-}
-
-static void put_str(struct buf *b, const char *s) { put_strn(b, s, strlen(s)); }
-
-static void patch_le(struct buf *b, size_t at, uint64_t v, unsigned n_bytes)
-{
-    for (unsigned i = 0; i < n_bytes; i++)
-        b->p[at + i] = (uint8_t)(v >> (8 * i));
-}
-
-/* ---- a GGUF builder ------------------------------------------------------- */
-
-/* gguf.h enum gguf_type; ggml.h ggml_type values used here */
-enum { V_U8, V_I8, V_U16, V_I16, V_U32, V_I32, V_F32, V_BOOL, V_STR, V_ARR, V_U64, V_I64, V_F64 };
-enum { G_F32 = 0, G_F16 = 1, G_Q4_0 = 2, G_Q8_0 = 8, G_Q4_K = 12, G_BF16 = 30 };
-
-#define GG_MAX_TENSORS 64
-#define GG_MAX_SKIP 4
-
-struct gg_tensor {
-    char name[80];
-    uint32_t n_dims, type;
-    uint64_t ne[4];
-    uint8_t *data;
-    size_t n_bytes;
-};
-
-struct gg {
-    struct buf kv;
-    uint64_t n_kv;
-    struct gg_tensor t[GG_MAX_TENSORS];
-    int n_t;
-    const char *skip[GG_MAX_SKIP]; /* keys and tensor names the builder leaves out */
-    uint32_t version, alignment;
-};
-
-/* Where the builder put things, for tests that damage one field. */
-struct gg_marks {
-    size_t n_tensors_at, n_kv_at, kv_at, infos_at, data_at;
-    size_t info_at[GG_MAX_TENSORS], type_at[GG_MAX_TENSORS], offset_at[GG_MAX_TENSORS];
-    uint64_t offset[GG_MAX_TENSORS];
-};
-
-static void gg_init(struct gg *g)
-{
-    memset(g, 0, sizeof *g);
-    g->version = 3;
-    g->alignment = 32;
-}
-
-static void gg_free(struct gg *g)
-{
-    free(g->kv.p);
-    for (int i = 0; i < g->n_t; i++)
-        free(g->t[i].data);
-    memset(g, 0, sizeof *g);
-}
-
-static int gg_skipped(const struct gg *g, const char *name)
-{
-    for (int i = 0; i < GG_MAX_SKIP; i++)
-        if (g->skip[i] && !strcmp(g->skip[i], name))
-            return 1;
-    return 0;
-}
-
-static int kv_head(struct gg *g, const char *key, uint32_t type)
-{
-    if (gg_skipped(g, key))
-        return 0;
-    put_str(&g->kv, key);
-    put_u32(&g->kv, type);
-    g->n_kv++;
-    return 1;
-}
-
-static void kv_u32(struct gg *g, const char *key, uint32_t v)
-{
-    if (kv_head(g, key, V_U32))
-        put_u32(&g->kv, v);
-}
-
-static void kv_f32(struct gg *g, const char *key, float v)
-{
-    if (kv_head(g, key, V_F32))
-        put_f32(&g->kv, v);
-}
-
-static void kv_bool(struct gg *g, const char *key, int v)
-{
-    if (kv_head(g, key, V_BOOL))
-        put_le(&g->kv, (uint64_t)!!v, 1);
-}
-
-static void kv_str(struct gg *g, const char *key, const char *v)
-{
-    if (kv_head(g, key, V_STR))
-        put_str(&g->kv, v);
-}
-
-/* An array of n strings; lens NULL means NUL-terminated. */
-static void kv_strs(struct gg *g, const char *key, char *const *s, const uint32_t *lens, uint32_t n)
-{
-    if (!kv_head(g, key, V_ARR))
-        return;
-    put_u32(&g->kv, V_STR);
-    put_u64(&g->kv, n);
-    for (uint32_t i = 0; i < n; i++)
-        put_strn(&g->kv, s[i], lens ? lens[i] : strlen(s[i]));
-}
-
-static void kv_arr32(struct gg *g, const char *key, uint32_t elem_type, const void *v, uint32_t n)
-{
-    if (!kv_head(g, key, V_ARR))
-        return;
-    put_u32(&g->kv, elem_type);
-    put_u64(&g->kv, n);
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t x;
-        memcpy(&x, (const uint8_t *)v + 4 * (size_t)i, 4);
-        put_u32(&g->kv, x);
-    }
-}
-
-static void gg_tensor(struct gg *g, const char *name, uint32_t type, uint64_t rows, uint64_t cols,
-                      const void *data, size_t n_bytes)
-{
-    if (gg_skipped(g, name) || g->n_t == GG_MAX_TENSORS)
-        return;
-    struct gg_tensor *t = &g->t[g->n_t++];
-    snprintf(t->name, sizeof t->name, "%s", name);
-    t->type = type;
-    t->n_dims = rows == 1 ? 1 : 2;
-    t->ne[0] = cols;
-    t->ne[1] = rows;
-    t->ne[2] = t->ne[3] = 1;
-    t->data = malloc(n_bytes ? n_bytes : 1);
-    memcpy(t->data, data, n_bytes);
-    t->n_bytes = n_bytes;
-}
-
-static uint64_t align_to(uint64_t x, uint64_t a)
-{
-    return (x + a - 1) / a * a;
-}
-
-/* The file: header, metadata, tensor infos, data (each tensor aligned,
- * nothing after the last one, so that any truncation loses data). */
-static void gg_bytes(const struct gg *g, struct buf *out, struct gg_marks *mk)
-{
-    struct gg_marks local;
-    mk = mk ? mk : &local;
-    memset(out, 0, sizeof *out);
-    put(out, "GGUF", 4);
-    put_u32(out, g->version);
-    mk->n_tensors_at = out->n;
-    put_u64(out, (uint64_t)g->n_t);
-    mk->n_kv_at = out->n;
-    put_u64(out, g->n_kv);
-    mk->kv_at = out->n;
-    put(out, g->kv.p, g->kv.n);
-    mk->infos_at = out->n;
-    uint64_t cursor = 0;
-    for (int i = 0; i < g->n_t; i++) {
-        const struct gg_tensor *t = &g->t[i];
-        mk->info_at[i] = out->n;
-        put_str(out, t->name);
-        put_u32(out, t->n_dims);
-        for (uint32_t d = 0; d < t->n_dims; d++)
-            put_u64(out, t->ne[d]);
-        mk->type_at[i] = out->n;
-        put_u32(out, t->type);
-        mk->offset_at[i] = out->n;
-        mk->offset[i] = align_to(cursor, g->alignment);
-        put_u64(out, mk->offset[i]);
-        cursor = mk->offset[i] + t->n_bytes;
-    }
-    static const uint8_t zeros[256];
-    mk->data_at = align_to(out->n, g->alignment);
-    put(out, zeros, mk->data_at - out->n);
-    for (int i = 0; i < g->n_t; i++) {
-        put(out, zeros, mk->data_at + mk->offset[i] - out->n);
-        put(out, g->t[i].data, g->t[i].n_bytes);
-    }
-}
-
-static int write_bytes(const char *path, const struct buf *b)
-{
-    return test_write_file(path, b->p, b->n);
-}
-
-static int gg_write(const struct gg *g, const char *path)
-{
-    struct buf b;
-    gg_bytes(g, &b, NULL);
-    int rc = write_bytes(path, &b);
-    free(b.p);
-    return rc;
-}
-
-/* ---- weights as GGUF bytes ------------------------------------------------ */
+/* ---- GGUF blocks read back ---------------------------------------------- */
 
 static uint16_t le16_at(const uint8_t *p)
 {
     return (uint16_t)(p[0] | p[1] << 8);
-}
-
-/* Any valid blocks will do for these tests; this is a plain rounding
- * quantizer, not ggml's. */
-static void quantize_block(uint32_t type, const float *x, uint8_t *out)
-{
-    float amax = 0, max = 0;
-    for (int k = 0; k < QK; k++) {
-        if (fabsf(x[k]) > amax) {
-            amax = fabsf(x[k]);
-            max = x[k];
-        }
-    }
-    if (type == G_Q8_0) {
-        float d = amax / 127;
-        uint16_t h = f32_to_fp16(d);
-        out[0] = (uint8_t)h;
-        out[1] = (uint8_t)(h >> 8);
-        for (int k = 0; k < QK; k++)
-            out[2 + k] = (uint8_t)(int8_t)(d ? lrintf(x[k] / d) : 0);
-        return;
-    }
-    float d = max / -8;
-    uint16_t h = f32_to_fp16(d);
-    out[0] = (uint8_t)h;
-    out[1] = (uint8_t)(h >> 8);
-    for (int k = 0; k < QK / 2; k++) {
-        long lo = d ? lrintf(x[k] / d) + 8 : 8, hi = d ? lrintf(x[k + 16] / d) + 8 : 8;
-        lo = lo < 0 ? 0 : lo > 15 ? 15 : lo;
-        hi = hi < 0 ? 0 : hi > 15 ? 15 : hi;
-        out[2 + k] = (uint8_t)(lo | hi << 4);
-    }
-}
-
-static size_t row_bytes(uint32_t type, uint64_t cols)
-{
-    switch (type) {
-    case G_F32:
-        return 4 * cols;
-    case G_F16:
-    case G_BF16:
-        return 2 * cols;
-    case G_Q8_0:
-        return cols / 32 * 34;
-    default:
-        return cols / 32 * 18;
-    }
-}
-
-/* rows x cols floats as a GGUF tensor of type (malloc'd). */
-static uint8_t *to_gguf(const float *w, uint64_t rows, uint64_t cols, uint32_t type, size_t *n)
-{
-    size_t rb = row_bytes(type, cols);
-    uint8_t *out = malloc(rows * rb);
-    for (uint64_t r = 0; r < rows; r++) {
-        const float *x = w + r * cols;
-        uint8_t *o = out + r * rb;
-        for (uint64_t c = 0; type == G_F32 && c < cols; c++)
-            memcpy(o + 4 * c, &x[c], 4);
-        for (uint64_t c = 0; (type == G_F16 || type == G_BF16) && c < cols; c++) {
-            uint16_t h = type == G_F16 ? f32_to_fp16(x[c]) : f32_to_bf16(x[c]);
-            o[2 * c] = (uint8_t)h;
-            o[2 * c + 1] = (uint8_t)(h >> 8);
-        }
-        for (uint64_t b = 0; (type == G_Q8_0 || type == G_Q4_0) && b < cols / 32; b++)
-            quantize_block(type, x + 32 * b, o + b * (type == G_Q8_0 ? 34 : 18));
-    }
-    *n = rows * rb;
-    return out;
 }
 
 /* Weight k of a row of GGUF blocks, written out independently of pack.c:
@@ -353,138 +43,6 @@ static float ref_dequant(uint32_t hearth_type, const uint8_t *row, uint64_t k)
         return d * (float)(int8_t)block[2 + j];
     int q = j < 16 ? block[2 + j] & 15 : block[2 + j - 16] >> 4;
     return d * (float)(q - 8);
-}
-
-/* ---- a model as GGUF ------------------------------------------------------ */
-
-/* How gg_model writes a synth model. */
-struct gg_opts {
-    const char *arch;        /* "llama" (default) or "qwen2" */
-    uint32_t types[2];       /* ggml types of the matrices, used in turn */
-    const float *biases;     /* NULL, or per layer q_dim + 2 kv_dim floats */
-};
-
-static void gg_meta(struct gg *g, const char *arch, const struct synth_config *c)
-{
-    char k[96];
-    kv_str(g, "general.architecture", arch);
-#define ARCH_U32(suffix, v) (snprintf(k, sizeof k, "%s." suffix, arch), kv_u32(g, k, (uint32_t)(v)))
-    ARCH_U32("context_length", c->seq_len);
-    ARCH_U32("embedding_length", c->dim);
-    ARCH_U32("block_count", c->n_layers);
-    ARCH_U32("feed_forward_length", c->hidden_dim);
-    ARCH_U32("attention.head_count", c->n_heads);
-    ARCH_U32("attention.head_count_kv", c->n_kv_heads);
-    ARCH_U32("rope.dimension_count", c->dim / c->n_heads);
-#undef ARCH_U32
-    snprintf(k, sizeof k, "%s.rope.freq_base", arch);
-    kv_f32(g, k, c->rope_theta);
-    snprintf(k, sizeof k, "%s.attention.layer_norm_rms_epsilon", arch);
-    kv_f32(g, k, c->norm_eps);
-}
-
-/* Rows of a q/k matrix (or bias: cols = 1) in Hugging Face's rotate-half
- * order, as a qwen2 GGUF stores them: per head, HF row p * half + j holds
- * the adjacent-pair row 2j + p. */
-static float *rotate_half(const float *w, uint64_t rows, uint64_t cols, uint64_t head_dim)
-{
-    float *out = malloc(rows * cols * sizeof *out);
-    uint64_t half = head_dim / 2;
-    for (uint64_t r = 0; r < rows; r++) {
-        uint64_t head = r / head_dim, i = r % head_dim;
-        uint64_t from = head * head_dim + 2 * (i % half) + i / half;
-        memcpy(out + r * cols, w + from * cols, cols * sizeof *out);
-    }
-    return out;
-}
-
-static void gg_matrix(struct gg *g, const char *name, const float *w, uint64_t rows, uint64_t cols,
-                      uint32_t type, uint64_t permute_head_dim)
-{
-    float *perm = permute_head_dim ? rotate_half(w, rows, cols, permute_head_dim) : NULL;
-    size_t n;
-    uint8_t *data = to_gguf(perm ? perm : w, rows, cols, rows == 1 ? G_F32 : type, &n);
-    gg_tensor(g, name, rows == 1 ? G_F32 : type, rows, cols, data, n);
-    free(data);
-    free(perm);
-}
-
-/* A bias vector; with permute_hd, in rotate-half order like q/k rows. */
-static void gg_bias(struct gg *g, const char *name, const float *b, uint64_t n,
-                    uint64_t permute_hd)
-{
-    float *p = permute_hd ? rotate_half(b, n, 1, permute_hd) : NULL;
-    gg_matrix(g, name, p ? p : b, 1, n, G_F32, 0);
-    free(p);
-}
-
-static void gg_biases(struct gg *g, const struct gg_opts *o, const struct synth_config *c,
-                      int l, uint64_t hd, int rot)
-{
-    uint64_t q_dim = (uint64_t)c->dim, kv_dim = hd * (uint64_t)c->n_kv_heads;
-    const float *b = o->biases + (uint64_t)l * (q_dim + 2 * kv_dim);
-    char name[64];
-    snprintf(name, sizeof name, "blk.%d.attn_q.bias", l);
-    gg_bias(g, name, b, q_dim, rot ? hd : 0);
-    snprintf(name, sizeof name, "blk.%d.attn_k.bias", l);
-    gg_bias(g, name, b + q_dim, kv_dim, rot ? hd : 0);
-    snprintf(name, sizeof name, "blk.%d.attn_v.bias", l);
-    gg_bias(g, name, b + q_dim + kv_dim, kv_dim, 0);
-}
-
-/* Metadata and tensors of synth model sm (vocabulary not included). */
-static void gg_model(struct gg *g, const struct synth_model *sm, const struct gg_opts *o)
-{
-    const struct synth_config *c = &sm->cfg;
-    const char *arch = o->arch ? o->arch : "llama";
-    int rot = !strcmp(arch, "qwen2");
-    uint64_t dim = (uint64_t)c->dim, hidden = (uint64_t)c->hidden_dim;
-    uint64_t hd = dim / (uint64_t)c->n_heads, kv_dim = hd * (uint64_t)c->n_kv_heads;
-    uint64_t vocab = (uint64_t)c->vocab_size;
-    int turn = 0;
-#define NEXT_TYPE (o->types[turn++ % 2])
-    gg_meta(g, arch, c);
-    gg_matrix(g, "token_embd.weight", sm->token_embd, vocab, dim, NEXT_TYPE, 0);
-    for (int l = 0; l < c->n_layers; l++) {
-        char name[64];
-#define LAYER(suffix, w, rows, cols, perm)                                          \
-    (snprintf(name, sizeof name, "blk.%d." suffix, l),                              \
-     gg_matrix(g, name, (w), (rows), (cols), (rows) == 1 ? G_F32 : NEXT_TYPE, (perm)))
-        LAYER("attn_norm.weight", sm->attn_norm + l * dim, 1, dim, 0);
-        LAYER("attn_q.weight", sm->wq + l * dim * dim, dim, dim, rot ? hd : 0);
-        LAYER("attn_k.weight", sm->wk + l * kv_dim * dim, kv_dim, dim, rot ? hd : 0);
-        LAYER("attn_v.weight", sm->wv + l * kv_dim * dim, kv_dim, dim, 0);
-        if (o->biases)
-            gg_biases(g, o, c, l, hd, rot);
-        LAYER("attn_output.weight", sm->wo + l * dim * dim, dim, dim, 0);
-        LAYER("ffn_norm.weight", sm->ffn_norm + l * dim, 1, dim, 0);
-        LAYER("ffn_gate.weight", sm->w_gate + l * hidden * dim, hidden, dim, 0);
-        LAYER("ffn_up.weight", sm->w_up + l * hidden * dim, hidden, dim, 0);
-        LAYER("ffn_down.weight", sm->w_down + l * dim * hidden, dim, hidden, 0);
-#undef LAYER
-    }
-    gg_matrix(g, "output_norm.weight", sm->output_norm, 1, dim, G_F32, 0);
-    if (sm->wcls)
-        gg_matrix(g, "output.weight", sm->wcls, vocab, dim, NEXT_TYPE, 0);
-#undef NEXT_TYPE
-}
-
-/* tokenizer.ggml.* of a SentencePiece vocabulary, as convert_hf_to_gguf.py
- * writes them. */
-static void gg_vocab_spm(struct gg *g, const struct vocab *v)
-{
-    uint32_t n = v->hdr.n_tokens;
-    int32_t *types = malloc(n * sizeof *types);
-    for (uint32_t i = 0; i < n; i++)
-        types[i] = v->kinds[i];
-    kv_str(g, "tokenizer.ggml.model", "llama");
-    kv_strs(g, "tokenizer.ggml.tokens", v->pieces, v->piece_bytes, n);
-    kv_arr32(g, "tokenizer.ggml.scores", V_F32, v->scores, n);
-    kv_arr32(g, "tokenizer.ggml.token_type", V_I32, types, n);
-    kv_u32(g, "tokenizer.ggml.bos_token_id", v->bos_id);
-    kv_u32(g, "tokenizer.ggml.eos_token_id", v->eos_id);
-    kv_u32(g, "tokenizer.ggml.unknown_token_id", v->hdr.unk_id);
-    free(types);
 }
 
 /* A small SentencePiece-style vocabulary of n (>= 259) tokens: <unk>, <s>,
@@ -1229,13 +787,17 @@ static void test_vis_same_as_hf_folder(void)
 static void test_qwen2_rows_converted(void)
 {
     struct synth_config cfg = tiny_cfg;
-    uint64_t state = 5, per_layer = (uint64_t)cfg.dim + 2 * 16 * (uint64_t)cfg.n_kv_heads;
-    float *biases = malloc(per_layer * (uint64_t)cfg.n_layers * sizeof *biases);
-    for (uint64_t i = 0; i < per_layer * (uint64_t)cfg.n_layers; i++)
+    /* head_dim 16; q, k and v biases of all layers one after another */
+    uint64_t n_layers = (uint64_t)cfg.n_layers, q_all = (uint64_t)cfg.dim * n_layers;
+    uint64_t kv_all = 16 * (uint64_t)cfg.n_kv_heads * n_layers, state = 5;
+    float *biases = malloc((q_all + 2 * kv_all) * sizeof *biases);
+    for (uint64_t i = 0; i < q_all + 2 * kv_all; i++)
         biases[i] = test_rand_normal(&state);
     struct gg llama, qwen;
-    struct gg_opts ol = {.types = {G_F32, G_Q8_0}, .biases = biases};
-    struct gg_opts oq = {.arch = "qwen2", .types = {G_F32, G_Q8_0}, .biases = biases};
+    struct gg_opts ol = {.types = {G_F32, G_Q8_0}, .bq = biases, .bk = biases + q_all,
+                         .bv = biases + q_all + kv_all};
+    struct gg_opts oq = ol;
+    oq.arch = "qwen2";
     synth_free(tiny_gg(&llama, &cfg, &ol, NULL));
     synth_free(tiny_gg(&qwen, &cfg, &oq, NULL));
     char *a = test_path("llama-bias.gguf"), *b = test_path("qwen2.gguf");
@@ -1547,12 +1109,12 @@ static void test_bpe_refusals(void)
 
 /* gguf_read of these bytes fails with one message naming the file and
  * containing needle (ASan shows anything left allocated). */
-static void expect_bytes_error(const struct buf *b, const char *needle, const char *what)
+static void expect_bytes_error(const struct gg_buf *b, const char *needle, const char *what)
 {
     char *path = test_path("hostile.gguf");
     struct source src;
     char err[HEARTH_ERR_BYTES] = "";
-    int rc = write_bytes(path, b) == 0 ? gguf_read(path, &src, err) : -2;
+    int rc = gg_write_buf(path, b) == 0 ? gguf_read(path, &src, err) : -2;
     CHECK(rc == -1 && strstr(err, needle) && strstr(err, path),
           "%s: expected an error with \"%s\", got status %d: %s", what, needle, rc, err);
     if (getenv("HEARTH_PRINT_GGUF"))
@@ -1564,7 +1126,7 @@ static void expect_bytes_error(const struct buf *b, const char *needle, const ch
 
 static void expect_gg_error(const struct gg *g, const char *needle, const char *what)
 {
-    struct buf b;
+    struct gg_buf b;
     gg_bytes(g, &b, NULL);
     expect_bytes_error(&b, needle, what);
     free(b.p);
@@ -1575,7 +1137,7 @@ static void test_hostile_fields(void)
 {
     struct gg g;
     struct gg_marks mk;
-    struct buf b;
+    struct gg_buf b;
     synth_free(tiny_gg(&g, NULL, NULL, NULL));
     gg_bytes(&g, &b, &mk);
     size_t name0 = strlen(g.t[0].name), dims0 = mk.info_at[0] + 8 + name0;
@@ -1612,9 +1174,9 @@ static void test_hostile_fields(void)
         {mk.offset_at[2], mk.offset[1], 8, "overlap", "overlapping tensors"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        struct buf c = {malloc(b.n), b.n, b.n};
+        struct gg_buf c = {malloc(b.n), b.n, b.n};
         memcpy(c.p, b.p, b.n);
-        patch_le(&c, cases[i].at, cases[i].value, cases[i].bytes);
+        gg_patch_le(&c, cases[i].at, cases[i].value, cases[i].bytes);
         expect_bytes_error(&c, cases[i].needle, cases[i].what);
         free(c.p);
     }
@@ -1630,12 +1192,12 @@ static void test_hostile_truncation(void)
 {
     struct gg g;
     struct gg_marks mk;
-    struct buf b;
+    struct gg_buf b;
     synth_free(tiny_gg(&g, NULL, NULL, NULL));
     gg_bytes(&g, &b, &mk);
     char *path = test_path("truncated.gguf"), err[HEARTH_ERR_BYTES];
     int bad = 0;
-    CHECK(write_bytes(path, &b) == 0, "write %s", path);
+    CHECK(gg_write_buf(path, &b) == 0, "write %s", path);
     /* cuts from the end down, so that truncate only ever shortens */
     for (size_t cut = b.n; cut-- > 0 && bad < 5;) {
         if (cut > mk.data_at && cut % 1009 != 0)
@@ -1661,12 +1223,12 @@ static void test_hostile_random_bytes(void)
 {
     struct gg g;
     struct gg_marks mk;
-    struct buf b;
+    struct gg_buf b;
     synth_free(tiny_gg(&g, NULL, NULL, NULL));
     gg_bytes(&g, &b, &mk);
     char *path = test_path("fuzzed.gguf"), err[HEARTH_ERR_BYTES];
     uint64_t state = 99;
-    struct buf c = {malloc(b.n), b.n, b.n};
+    struct gg_buf c = {malloc(b.n), b.n, b.n};
     for (int iter = 0; iter < 400; iter++) {
         memcpy(c.p, b.p, b.n);
         int flips = 1 + (int)(test_rand_u64(&state) % 4);
@@ -1674,7 +1236,7 @@ static void test_hostile_random_bytes(void)
             c.p[test_rand_u64(&state) % mk.data_at] ^= (uint8_t)(1 + test_rand_u64(&state) % 255);
         struct source src;
         err[0] = 0;
-        int rc = write_bytes(path, &c) == 0 ? gguf_read(path, &src, err) : -2;
+        int rc = gg_write_buf(path, &c) == 0 ? gguf_read(path, &src, err) : -2;
         CHECK(rc == 0 || (rc == -1 && err[0]), "iteration %d: status %d without a message", iter,
               rc);
         if (rc == 0)
@@ -1738,9 +1300,9 @@ static void test_hostile_metadata(void)
         struct gg g;
         synth_free(tiny_gg(&g, NULL, NULL, cases[i].skip));
         if (cases[i].key) {
-            put_strn(&g.kv, cases[i].key, cases[i].key_len);
-            put_u32(&g.kv, cases[i].type);
-            put(&g.kv, cases[i].value, cases[i].n);
+            gg_put_strn(&g.kv, cases[i].key, cases[i].key_len);
+            gg_put_u32(&g.kv, cases[i].type);
+            gg_put(&g.kv, cases[i].value, cases[i].n);
             g.n_kv++;
         }
         char what[64];
