@@ -248,12 +248,17 @@ static void plan_layout(const struct source *src, uint32_t out_type, uint64_t to
     h->file_bytes = end + HEARTH_CHECKSUM_BYTES;
 }
 
-static void show_progress(const struct source *src, uint64_t done_bytes, int verbose)
+/* Prints the percentage of source bytes done when it has changed since
+ * *shown, for inputs over 100 MB. */
+static void show_progress(const struct source *src, uint64_t done_bytes, int verbose, int *shown)
 {
     if (!verbose || src->input_bytes < 100000000ull)
         return;
-    fprintf(stderr, "\r  writing tensors: %3llu%%", (unsigned long long)(100 * done_bytes /
-                                                                          src->input_bytes));
+    int pct = (int)(100 * done_bytes / src->input_bytes);
+    if (pct == *shown)
+        return;
+    *shown = pct;
+    fprintf(stderr, "\r  writing tensors: %3d%%", pct);
     fflush(stderr);
 }
 
@@ -279,6 +284,7 @@ static int write_body(struct out_file *o, const struct source *src, const uint8_
         out_write(o, dir, (size_t)h->n_tensors * sizeof *dir, err) < 0)
         goto done;
     uint64_t done_bytes = 0;
+    int shown = -1;
     for (uint32_t i = 0; i < src->n_tensors; i++) {
         const struct src_tensor *t = &src->tensors[i];
         if (out_pad_to(o, dir[i].offset, err) < 0)
@@ -287,7 +293,7 @@ static int write_body(struct out_file *o, const struct source *src, const uint8_
                          : write_matrix(o, t, dir[i].type, raw, rows, packed, err) < 0)
             goto done;
         done_bytes += t->rows * src_row_bytes(t);
-        show_progress(src, done_bytes, verbose);
+        show_progress(src, done_bytes, verbose, &shown);
     }
     uint64_t checksum = o->hash;
     rc = out_write(o, &checksum, sizeof checksum, err);
