@@ -43,6 +43,24 @@ enum hearth_rope_scaling {
     HEARTH_ROPE_SCALING_LLAMA3 = 1, /* transformers _compute_llama3_parameters */
 };
 
+/* header.chat_template: the prompt format the model was trained on, as
+ * recognised by export from the model's own Jinja chat_template. The names
+ * (chat.c) are those of ../shared/data/ref/chat/INDEX.tsv. */
+enum hearth_chat_template {
+    HEARTH_CHAT_NONE = 0,
+    HEARTH_CHAT_LLAMA2 = 1,
+    HEARTH_CHAT_LLAMA3 = 2,
+    HEARTH_CHAT_LLAMA3_1 = 3,
+    HEARTH_CHAT_MISTRAL_LEGACY = 4,
+    HEARTH_CHAT_MISTRAL_V02 = 5,
+    HEARTH_CHAT_MISTRAL_V03 = 6,
+    HEARTH_CHAT_ZEPHYR = 7,
+    HEARTH_CHAT_CHATML = 8,
+    HEARTH_CHAT_SMOLLM2 = 9,
+    HEARTH_CHAT_QWEN2_5 = 10,
+    HEARTH_CHAT_COUNT
+};
+
 /* header.flags */
 #define HEARTH_FLAG_TIED_EMBEDDINGS 0x1u /* no "output.weight": classifier = token_embd */
 #define HEARTH_FLAG_QKV_BIAS 0x2u        /* "blk.N.attn_{q,k,v}.bias" present */
@@ -78,7 +96,7 @@ struct hearth_header {
     uint32_t eos_id;
     uint32_t n_stop_ids;       /* ids that end generation, eos included */
     uint32_t stop_ids[HEARTH_MAX_STOP_IDS];
-    uint32_t chat_template;    /* 0 = none; ids defined with the chat code */
+    uint32_t chat_template;    /* enum hearth_chat_template */
 
     uint32_t n_tensors;
     uint64_t tokenizer_offset;
@@ -118,6 +136,8 @@ enum hearth_token_kind { /* the SentencePiece ModelProto piece types */
 #define HEARTH_TOK_ADD_DUMMY_PREFIX 0x1u /* SentencePiece: one U+2581 before the text */
 #define HEARTH_TOK_BYTE_FALLBACK 0x2u    /* unknown characters become <0xNN> pieces */
 #define HEARTH_TOK_IGNORE_MERGES 0x4u    /* byte-level BPE: a whole-word vocab hit wins */
+#define HEARTH_TOK_NO_BOS 0x8u           /* a text prompt gets no BOS (Qwen2: add_bos_token false) */
+#define HEARTH_TOK_NFC 0x10u             /* Unicode NFC before pre-tokenization (tokenizer.json normalizer "NFC") */
 
 struct hearth_tokenizer_header {
     uint32_t type;             /* enum hearth_tokenizer_type */

@@ -67,6 +67,8 @@ static int check_config(const struct hearth_header *h, const char *path, char *e
     if (h->bos_id >= h->vocab_size || h->eos_id >= h->vocab_size)
         return fail(err, "%s: header: bos_id %u or eos_id %u is not below vocab_size %u", path,
                     h->bos_id, h->eos_id, h->vocab_size);
+    if (h->chat_template >= HEARTH_CHAT_COUNT)
+        return fail(err, "%s: header field chat_template = %u is unknown", path, h->chat_template);
     if (h->n_stop_ids > HEARTH_MAX_STOP_IDS)
         return fail(err, "%s: header field n_stop_ids = %u exceeds %u", path, h->n_stop_ids,
                     HEARTH_MAX_STOP_IDS);

@@ -65,7 +65,8 @@ static const char REPLACEMENT[3] = {'\xef', '\xbf', '\xbd'}; /* U+FFFD */
 /* SentencePiece's default TrainerSpec.unk_surface (sentencepiece_model.proto). */
 static const char UNK_SURFACE[] = " \xe2\x81\x87 ";
 
-#define KNOWN_FLAGS (HEARTH_TOK_ADD_DUMMY_PREFIX | HEARTH_TOK_BYTE_FALLBACK | HEARTH_TOK_IGNORE_MERGES)
+#define KNOWN_FLAGS (HEARTH_TOK_ADD_DUMMY_PREFIX | HEARTH_TOK_BYTE_FALLBACK | HEARTH_TOK_IGNORE_MERGES | \
+                     HEARTH_TOK_NO_BOS)
 /* The ids of n_bytes of text are at most 3 * n_bytes + 4 (see
  * tokenizer_max_ids); encode returns an int, so text stays below this. */
 #define MAX_TEXT_BYTES (((size_t)INT_MAX - 4) / 3)

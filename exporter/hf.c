@@ -22,7 +22,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "json.h"
+#include "../json.h"
 #include "safetensors.h"
 #include "source.h"
 

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "safetensors.h"
-#include "json.h"
+#include "../json.h"
 #include "../err.h"
 #include "../format.h"
 

@@ -31,7 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "../json.h"
 #include "../tokenizer.h"
 #include "source.h"
 

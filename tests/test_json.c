@@ -1,4 +1,4 @@
-/* tests/test_json.c - the JSON parser (exporter/json.c): values, escapes,
+/* tests/test_json.c - the JSON parser (json.c): values, escapes,
  * numbers, lookups, and the refusal of every malformed input with a message
  * naming the byte offset. */
 #include <stdio.h>
@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "test.h"
-#include "../exporter/json.h"
+#include "../json.h"
 #include "../err.h"
 
 static struct json_doc *parse(const char *text, char *err)

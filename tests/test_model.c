@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "../err.h"
-#include "../exporter/json.h"
+#include "../json.h"
 #include "../model.h"
 #include "../sampler.h"
 #include "../threads.h"

@@ -1,4 +1,4 @@
-/* exporter/json.c - the strict JSON parser declared in json.h.
+/* json.c - the strict JSON parser declared in json.h.
  *
  * Grammar: RFC 8259 (value, object, array, number, string, whitespace),
  * text in UTF-8 (RFC 8259 section 8.1) validated per RFC 3629 section 4.
@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "json.h"
-#include "../err.h"
+#include "err.h"
 
 /* ---- arena --------------------------------------------------------------- */
 

@@ -1,5 +1,6 @@
-/* exporter/json.h - a strict RFC 8259 JSON parser that builds a read-only
- * tree, for config.json, tokenizer.json and safetensors headers.
+/* json.h - a strict RFC 8259 JSON parser that builds a read-only
+ * tree, for config.json, tokenizer.json, safetensors headers (export) and chat
+ * messages (run).
  *
  * What it does: parses a whole buffer or file (no streaming), keeps object members in
  * file order, looks members up by key (hashed for large objects), decodes
