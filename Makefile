@@ -7,7 +7,7 @@ CFLAGS += $(OPT) -std=c11 -Wall -Wextra -D_GNU_SOURCE -pthread
 LDLIBS += -lm -lpthread
 BUILD ?= build
 
-ENGINE_SRC := model.c tokenizer.c unicode.c quant.c sampler.c threads.c json.c $(wildcard kernels/*.c)
+ENGINE_SRC := model.c tokenizer.c unicode.c quant.c sampler.c threads.c json.c chat.c stop.c $(wildcard kernels/*.c)
 EXPORT_SRC := $(filter-out exporter/export.c,$(wildcard exporter/*.c))
 TEST_SRC := $(wildcard tests/*.c)
 
@@ -29,7 +29,7 @@ run: $(BUILD)/run.o $(BUILD)/bench.o $(ENGINE_OBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 export: $(BUILD)/exporter/export.o $(EXPORT_OBJ) $(BUILD)/quant.o $(BUILD)/kernels/pack.o \
-		$(BUILD)/tokenizer.o $(BUILD)/unicode.o $(BUILD)/json.o
+		$(BUILD)/tokenizer.o $(BUILD)/unicode.o $(BUILD)/json.o $(BUILD)/chat.o
 	$(CC) $(CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 # Every build exercises export: the shipped model is converted here.

@@ -6,8 +6,11 @@
  * threads), then builds a model of a real shape with random weights in
  * memory (no file needed) for each weight type, and reports per-matrix
  * kernel GB/s and decode tokens/s, each as a fraction of the bandwidth
- * roofline (bytes read per token / bandwidth). It prints medians of several
- * runs and asserts nothing: timings never decide a test. */
+ * roofline (bytes read per token / bandwidth). On all threads it then times
+ * prompt prefill (tokens/s and time to first token), decode at context
+ * depths up to 4096, and the GEMM kernel against the int8 peak of a
+ * register-only loop. It prints medians of several runs and asserts
+ * nothing: timings never decide a test. */
 #include "bench.h"
 
 #include <errno.h>
@@ -26,6 +29,7 @@
 #include "threads.h"
 
 #define MAX_REPEATS 31
+#define BENCH_CONTEXT 8192u /* decode at depth 4096 plus up to 4000 timed tokens */
 
 struct shape {
     const char *name;
@@ -43,6 +47,7 @@ struct bench_options {
     const struct shape *shape;
     const char *kernels;
     int threads, tokens, repeats;
+    uint32_t batch, kv_type;   /* prefill batch (0: the default), KV cache type */
     uint32_t types[3];
     int n_types;
 };
@@ -211,7 +216,7 @@ static int build_model(struct bench_model *bm, const struct shape *sh, uint32_t 
     *h = (struct hearth_header){.dim = sh->dim, .hidden_dim = sh->hidden, .n_layers = sh->layers,
                                 .n_heads = sh->heads, .n_kv_heads = sh->kv_heads,
                                 .head_dim = sh->dim / sh->heads, .vocab_size = sh->vocab,
-                                .max_seq_len = 4096, .rope_theta = 500000.0f, .norm_eps = 1e-5f,
+                                .max_seq_len = BENCH_CONTEXT, .rope_theta = 500000.0f, .norm_eps = 1e-5f,
                                 .flags = sh->tied ? HEARTH_FLAG_TIED_EMBEDDINGS : 0};
     bm->m.layers = calloc(sh->layers, sizeof *bm->m.layers);
     bm->m.rope_inv_freq = calloc(h->head_dim / 2, sizeof(float));
@@ -276,7 +281,7 @@ static double kernel_gbs(struct state *s, const struct bench_model *bm, size_t f
         evict_caches(s->pool, evict);
         double t0 = now_s();
         for (uint32_t l = 0; l < m->cfg.n_layers; l++)
-            model_matmul(s, out, x,
+            model_matmul(s, out, x, 1,
                          (const struct tensor *)((const char *)&m->layers[l] + field_offset));
         gbs[r] = (double)bytes / (now_s() - t0) / 1e9;
     }
@@ -292,7 +297,7 @@ static double classifier_gbs(struct state *s, const struct bench_model *bm,
     for (int r = 0; r < repeats; r++) {
         evict_caches(s->pool, evict);
         double t0 = now_s();
-        model_matmul(s, s->logits, s->x, w);
+        model_matmul(s, s->logits, s->x, 1, w);
         gbs[r] = (double)bytes / (now_s() - t0) / 1e9;
     }
     return median(gbs, repeats);
@@ -311,6 +316,161 @@ static double decode_tokens_per_s(struct state *s, const struct bench_model *bm,
         tps[r] = tokens / (now_s() - t0);
     }
     return median(tps, repeats);
+}
+
+/* ------------------------------------------- prefill, long context, GEMM */
+
+/* Prompt lengths and context depths the bench reports (issue targets). */
+static const uint32_t prefill_lengths[] = {64, 256, 1024};
+static const uint32_t decode_depths[] = {0, 1024, 4096};
+
+/* Prefill tokens/s of an n-token prompt from an empty cache; the time is
+ * also the time to the first token (its logits come out of the prefill). */
+static double prefill_seconds(struct state *s, const struct bench_model *bm, uint32_t n,
+                              int repeats)
+{
+    int32_t *tokens = malloc(n * sizeof *tokens);
+    double t[MAX_REPEATS];
+    if (!tokens)
+        return NAN;
+    for (uint32_t i = 0; i < n; i++)
+        tokens[i] = (int32_t)((i * 7919u + 13u) % bm->m.cfg.vocab_size);
+    for (int r = 0; r < repeats; r++) {
+        double t0 = now_s();
+        model_prefill(&bm->m, s, tokens, n, 0);
+        t[r] = now_s() - t0;
+    }
+    free(tokens);
+    return median(t, repeats);
+}
+
+/* Fills the KV cache with random finite values, so decode at a depth can be
+ * timed without prefilling that many tokens first: attention reads the same
+ * bytes and does the same arithmetic whatever the values are. */
+static void fill_kv_cache(struct state *s, const struct model *m)
+{
+    uint64_t n = (uint64_t)m->cfg.n_layers * m->cfg.n_kv_heads * s->kv_head_elems, rng = 7;
+    for (uint64_t i = 0; i < n; i++) {
+        float v = (float)(rng_next(&rng) >> 40) / (float)(1 << 24) - 0.5f;
+        if (s->kv_type == HEARTH_F16) {
+            ((uint16_t *)s->key_cache)[i] = f32_to_fp16(v);
+            ((uint16_t *)s->value_cache)[i] = f32_to_fp16(-v);
+        } else {
+            ((float *)s->key_cache)[i] = v;
+            ((float *)s->value_cache)[i] = -v;
+        }
+    }
+}
+
+static double decode_at_depth(struct state *s, const struct bench_model *bm, uint32_t depth,
+                              int tokens, int repeats)
+{
+    double tps[MAX_REPEATS];
+    for (int r = 0; r < repeats; r++) {
+        model_forward(&bm->m, s, 1, depth); /* warm-up */
+        double t0 = now_s();
+        for (int p = 0; p < tokens; p++)
+            model_forward(&bm->m, s, (int32_t)(p * 7 + 3), depth + 1 + (uint32_t)p);
+        tps[r] = tokens / (now_s() - t0);
+    }
+    return median(tps, repeats);
+}
+
+struct peak_job {
+    const struct kernels *kern;
+    uint64_t n_iter;
+    uint64_t ops[POOL_MAX_THREADS];
+    int32_t sink[POOL_MAX_THREADS];
+};
+
+static void peak_worker(void *ctx, int thread, int n_threads)
+{
+    (void)n_threads;
+    struct peak_job *j = ctx;
+    j->ops[thread] = j->kern->int8_peak_loop(j->n_iter, &j->sink[thread]);
+}
+
+/* The int8 multiply-accumulate peak in GOP/s on every thread of the pool at
+ * once: the kernel table's register-only loop (kernels.h, int8_peak_loop),
+ * best of several timed runs of about 0.2 s. */
+static double int8_peak_gops(struct thread_pool *pool, const struct kernels *kern)
+{
+    struct peak_job j = {.kern = kern, .n_iter = 1u << 16};
+    double best = 0.0;
+    for (int r = 0; r < 5; r++) {
+        double t0 = now_s();
+        pool_run(pool, peak_worker, &j);
+        double dt = now_s() - t0;
+        if (dt < 0.1) {
+            j.n_iter *= 2, r--;
+            continue;
+        }
+        uint64_t ops = 0;
+        for (int i = 0; i < pool_size(pool); i++)
+            ops += j.ops[i];
+        best = fmax(best, (double)ops / dt / 1e9);
+    }
+    return best;
+}
+
+/* GEMM GOP/s (2 x rows x cols x tokens per product) on the pool: ffn_gate
+ * and ffn_up of every layer against a batch of n_tok tokens, weights warm
+ * or not as prefill meets them. */
+static double gemm_gops(struct state *s, const struct bench_model *bm, uint32_t n_tok,
+                        int repeats)
+{
+    const struct model *m = &bm->m;
+    double gops[MAX_REPEATS];
+    const struct tensor *w0 = &m->layers[0].ffn_gate;
+    for (uint64_t i = 0; i < (uint64_t)n_tok * w0->cols; i++)
+        s->xb[i] = (float)(i % 13) * 0.05f - 0.3f;
+    for (int r = 0; r < repeats; r++) {
+        double t0 = now_s();
+        for (uint32_t l = 0; l < m->cfg.n_layers; l++)
+            model_matmul(s, s->hb, s->xb, n_tok, &m->layers[l].ffn_gate);
+        double dt = now_s() - t0;
+        gops[r] = 2.0 * (double)w0->rows * w0->cols * n_tok * m->cfg.n_layers / dt / 1e9;
+    }
+    return median(gops, repeats);
+}
+
+/* The prefill, long-context and GEMM figures of one weight type. */
+static int bench_prefill(const struct bench_options *o, const struct bench_model *bm,
+                         const struct kernels *kern, struct thread_pool *pool)
+{
+    char err[HEARTH_ERR_BYTES];
+    struct state s;
+    struct state_options so = {BENCH_CONTEXT, o->batch, o->kv_type, kern, pool};
+    if (state_open(&s, &bm->m, &so, err) < 0) {
+        fprintf(stderr, "bench: %s\n", err);
+        return -1;
+    }
+    int reps = o->repeats < 3 ? o->repeats : 3;
+    printf("    prefill (batch %u, KV cache %s), medians of %d runs:\n", s.max_batch,
+           o->kv_type == HEARTH_F16 ? "f16" : "f32", reps);
+    for (size_t i = 0; i < sizeof prefill_lengths / sizeof prefill_lengths[0]; i++) {
+        double sec = prefill_seconds(&s, bm, prefill_lengths[i], reps);
+        printf("      %4u-token prompt: %7.1f tokens/s, time to first token %.0f ms\n",
+               prefill_lengths[i], prefill_lengths[i] / sec, 1e3 * sec);
+    }
+    fill_kv_cache(&s, &bm->m);
+    double at0 = 0.0;
+    printf("    decode at context depth (KV cache filled with random values):\n");
+    for (size_t i = 0; i < sizeof decode_depths / sizeof decode_depths[0]; i++) {
+        double tps = decode_at_depth(&s, bm, decode_depths[i], o->tokens, o->repeats);
+        at0 = i == 0 ? tps : at0;
+        printf("      depth %4u: %6.2f tokens/s (%.2f x depth 0)\n", decode_depths[i], tps,
+               tps / at0);
+    }
+    if (bm->m.layers[0].ffn_gate.type != HEARTH_F32 && kern->int8_peak_loop) {
+        double peak = int8_peak_gops(pool, kern);
+        double gops = gemm_gops(&s, bm, s.max_batch, reps);
+        printf("    GEMM ffn_gate x %u tokens: %.1f GOP/s; int8 peak of this loop on %d "
+               "thread%s: %.1f GOP/s: %.1f%%\n", s.max_batch, gops, pool_size(pool),
+               pool_size(pool) > 1 ? "s" : "", peak, 100 * gops / peak);
+    }
+    state_free(&s);
+    return 0;
 }
 
 /* -------------------------------------------------------------- the report */
@@ -370,14 +530,16 @@ static int bench_type(const struct bench_options *o, uint32_t type, const struct
         if (pools[0] == pools[1])
             break;
     }
+    int rc = bench_prefill(o, &bm, kern, pools[1]);
     free_model(&bm);
-    return 0;
+    return rc;
 }
 
 static void bench_usage(FILE *to)
 {
     fprintf(to, "usage: ./run bench [--shape llama3.2-1b|tinyllama] [--types f32,q8_0,q4_0]\n"
-                "                   [--threads N] [--kernels NAME] [--tokens N] [--repeats N]\n");
+                "                   [--threads N] [--kernels NAME] [--tokens N] [--repeats N]\n"
+                "                   [--batch N] [--kv-type f16|f32]\n");
 }
 
 static int parse_int_option(const char *opt, const char *v, int lo, int hi, int *out)
@@ -413,7 +575,9 @@ static int parse_bench_args(int argc, char **argv, struct bench_options *o)
 {
     *o = (struct bench_options){.shape = &shapes[0], .tokens = 16, .repeats = 5,
                                 .types = {HEARTH_Q4_0, HEARTH_Q8_0, HEARTH_F32}, .n_types = 3,
+                                .kv_type = HEARTH_F16,
                                 .threads = (int)sysconf(_SC_NPROCESSORS_ONLN)};
+    int batch = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int rc = 0;
@@ -425,6 +589,10 @@ static int parse_bench_args(int argc, char **argv, struct bench_options *o)
             rc = parse_int_option(a, v, 1, MAX_REPEATS, &o->repeats), i++;
         else if (!strcmp(a, "--kernels") && v)
             o->kernels = v, i++;
+        else if (!strcmp(a, "--batch"))
+            rc = parse_int_option(a, v, 1, 1 << 16, &batch), o->batch = (uint32_t)batch, i++;
+        else if (!strcmp(a, "--kv-type") && v && (!strcmp(v, "f16") || !strcmp(v, "f32")))
+            o->kv_type = strcmp(v, "f16") ? HEARTH_F32 : HEARTH_F16, i++;
         else if (!strcmp(a, "--types"))
             rc = parse_types(v, o), i++;
         else if (!strcmp(a, "--shape") && v) {

@@ -390,55 +390,132 @@ int model_verify_checksum(const struct model *m, char *err)
 
 /* ------------------------------------------------------------------ state */
 
-int state_init(struct state *s, const struct model *m, uint32_t max_seq,
-               const struct kernels *kern, struct thread_pool *pool, char *err)
+static uint32_t kv_elem_bytes(uint32_t kv_type)
+{
+    return kv_type == HEARTH_F16 ? 2u : 4u;
+}
+
+static uint64_t kv_positions(uint32_t max_seq)
+{
+    return ((uint64_t)max_seq + KV_BLOCK - 1) / KV_BLOCK * KV_BLOCK;
+}
+
+uint64_t state_kv_bytes(const struct model *m, uint32_t max_seq, uint32_t kv_type)
+{
+    const struct hearth_header *h = &m->cfg;
+    return 2ull * h->n_layers * h->n_kv_heads * kv_positions(max_seq) * h->head_dim *
+           kv_elem_bytes(kv_type);
+}
+
+/* Sizes of the activation buffers, in floats (act_q: int8 values). */
+struct state_sizes {
+    uint64_t dim, wide, hidden, q_dim, kv_dim, rope, act_q;
+};
+
+static struct state_sizes state_sizes_of(const struct hearth_header *h, uint64_t batch)
+{
+    struct state_sizes z;
+    z.q_dim = (uint64_t)h->n_heads * h->head_dim;
+    z.kv_dim = (uint64_t)h->n_kv_heads * h->head_dim;
+    z.dim = batch * h->dim;
+    z.wide = batch * (z.q_dim > h->dim ? z.q_dim : h->dim);
+    z.hidden = batch * h->hidden_dim;
+    z.rope = batch * (h->head_dim / 2);
+    uint64_t widest = z.wide > z.hidden ? z.wide : z.hidden; /* any batch of matmul inputs */
+    z.act_q = (widest + QK - 1) / QK * QK;
+    z.q_dim *= batch;
+    z.kv_dim *= batch;
+    return z;
+}
+
+static uint32_t batch_of(const struct state_options *o)
+{
+    uint32_t b = o->max_batch ? o->max_batch : STATE_DEFAULT_BATCH;
+    return b < o->max_seq ? b : o->max_seq;
+}
+
+static int threads_of(const struct state_options *o)
+{
+    return o->pool ? pool_size(o->pool) : 1;
+}
+
+uint64_t state_bytes(const struct model *m, const struct state_options *o)
+{
+    struct state_sizes z = state_sizes_of(&m->cfg, batch_of(o));
+    uint64_t floats = 2 * z.dim + z.wide + 2 * z.hidden + z.q_dim + 2 * z.kv_dim + 2 * z.rope +
+                      m->cfg.vocab_size + (uint64_t)threads_of(o) * o->max_seq +
+                      z.act_q / QK * 2;
+    return state_kv_bytes(m, o->max_seq, o->kv_type) + floats * sizeof(float) + z.act_q;
+}
+
+/* The attention kernels that go with a matrix kernel table. */
+static const struct attn_kernels *attn_for(const struct kernels *k)
+{
+    return strcmp(k->name, "scalar") == 0 ? &attn_kernels_scalar : &attn_kernels_avx2;
+}
+
+int state_open(struct state *s, const struct model *m, const struct state_options *o, char *err)
 {
     const struct hearth_header *h = &m->cfg;
     memset(s, 0, sizeof *s);
-    if (max_seq == 0 || max_seq > h->max_seq_len)
-        return fail(err, "context of %u positions is outside 1..%u", max_seq, h->max_seq_len);
-    s->kern = kern ? kern : kernels_select(NULL, err);
+    if (o->max_seq == 0 || o->max_seq > h->max_seq_len)
+        return fail(err, "context of %u positions is outside 1..%u", o->max_seq, h->max_seq_len);
+    if (o->kv_type != HEARTH_F16 && o->kv_type != HEARTH_F32)
+        return fail(err, "KV cache type %u is neither f16 nor f32", o->kv_type);
+    s->kern = o->kern ? o->kern : kernels_select(NULL, err);
     if (!s->kern)
         return -1;
-    s->pool = pool;
-    uint64_t q_dim = (uint64_t)h->n_heads * h->head_dim;
-    uint64_t kv_dim = (uint64_t)h->n_kv_heads * h->head_dim;
-    uint64_t cache = (uint64_t)h->n_layers * max_seq * kv_dim;
-    uint64_t wide = q_dim > h->dim ? q_dim : h->dim;
-    uint64_t widest = wide > h->hidden_dim ? wide : h->hidden_dim; /* any matmul input */
-    uint64_t act_q = (widest + QK - 1) / QK * QK;
-    s->max_seq = max_seq;
-    s->x = calloc(h->dim, sizeof(float));
-    s->xb = calloc(wide, sizeof(float));
-    s->xb2 = calloc(h->dim, sizeof(float));
-    s->hb = calloc(h->hidden_dim, sizeof(float));
-    s->hb2 = calloc(h->hidden_dim, sizeof(float));
-    s->q = calloc(q_dim, sizeof(float));
-    s->att = calloc((uint64_t)h->n_heads * max_seq, sizeof(float));
-    s->rope_cos = calloc(h->head_dim / 2, sizeof(float));
-    s->rope_sin = calloc(h->head_dim / 2, sizeof(float));
+    s->attn = attn_for(s->kern);
+    s->pool = o->pool;
+    s->n_threads = threads_of(o);
+    s->max_seq = o->max_seq;
+    s->max_batch = batch_of(o);
+    s->kv_type = o->kv_type;
+    s->kv_head_elems = kv_positions(o->max_seq) * h->head_dim;
+    struct state_sizes z = state_sizes_of(h, s->max_batch);
+    uint64_t kv_bytes = state_kv_bytes(m, o->max_seq, o->kv_type) / 2;
+    s->x = calloc(z.dim, sizeof(float));
+    s->xb = calloc(z.wide, sizeof(float));
+    s->xb2 = calloc(z.dim, sizeof(float));
+    s->hb = calloc(z.hidden, sizeof(float));
+    s->hb2 = calloc(z.hidden, sizeof(float));
+    s->q = calloc(z.q_dim, sizeof(float));
+    s->k = calloc(z.kv_dim, sizeof(float));
+    s->v = calloc(z.kv_dim, sizeof(float));
+    s->att = calloc((uint64_t)s->n_threads * o->max_seq, sizeof(float));
+    s->rope_cos = calloc(z.rope, sizeof(float));
+    s->rope_sin = calloc(z.rope, sizeof(float));
     s->logits = calloc(h->vocab_size, sizeof(float));
-    s->key_cache = calloc(cache, sizeof(float));
-    s->value_cache = calloc(cache, sizeof(float));
-    s->act.q = aligned_alloc(64, (act_q + 63) / 64 * 64);
-    s->act.d = calloc(act_q / QK, sizeof(float));
-    s->act.sum = calloc(act_q / QK, sizeof(int32_t));
-    if (!s->x || !s->xb || !s->xb2 || !s->hb || !s->hb2 || !s->q || !s->att || !s->rope_cos ||
-        !s->rope_sin || !s->logits || !s->key_cache || !s->value_cache || !s->act.q ||
-        !s->act.d || !s->act.sum) {
+    s->key_cache = calloc(kv_bytes, 1);
+    s->value_cache = calloc(kv_bytes, 1);
+    s->act.q = aligned_alloc(64, (z.act_q + 63) / 64 * 64);
+    s->act.d = calloc(z.act_q / QK, sizeof(float));
+    s->act.sum = calloc(z.act_q / QK, sizeof(int32_t));
+    if (!s->x || !s->xb || !s->xb2 || !s->hb || !s->hb2 || !s->q || !s->k || !s->v || !s->att ||
+        !s->rope_cos || !s->rope_sin || !s->logits || !s->key_cache || !s->value_cache ||
+        !s->act.q || !s->act.d || !s->act.sum) {
         state_free(s);
-        return fail(err, "out of memory for a %u-position context (KV cache %llu MiB)", max_seq,
-                    (unsigned long long)(2 * cache * sizeof(float) >> 20));
+        return fail(err, "out of memory for a %u-position context (KV cache %llu MiB)", o->max_seq,
+                    (unsigned long long)(2 * kv_bytes >> 20));
     }
     return 0;
 }
 
+int state_init(struct state *s, const struct model *m, uint32_t max_seq,
+               const struct kernels *kern, struct thread_pool *pool, char *err)
+{
+    struct state_options o = {max_seq, 0, HEARTH_F32, kern, pool};
+    return state_open(s, m, &o, err);
+}
+
 void state_free(struct state *s)
 {
-    float *all[] = {s->x, s->xb, s->xb2, s->hb, s->hb2, s->q, s->att,
-                    s->rope_cos, s->rope_sin, s->logits, s->key_cache, s->value_cache};
+    float *all[] = {s->x, s->xb, s->xb2, s->hb, s->hb2, s->q, s->k, s->v, s->att,
+                    s->rope_cos, s->rope_sin, s->logits};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         free(all[i]);
+    free(s->key_cache);
+    free(s->value_cache);
     free(s->act.q);
     free(s->act.d);
     free(s->act.sum);
@@ -458,26 +535,13 @@ static void rmsnorm(float *out, const float *x, const float *weight, uint32_t n,
         out[i] = weight[i] * (ss * x[i]);
 }
 
-static void softmax(float *x, uint32_t n)
-{
-    float max = x[0];
-    for (uint32_t i = 1; i < n; i++)
-        if (x[i] > max)
-            max = x[i];
-    float sum = 0.0f;
-    for (uint32_t i = 0; i < n; i++) {
-        x[i] = expf(x[i] - max);
-        sum += x[i];
-    }
-    for (uint32_t i = 0; i < n; i++)
-        x[i] /= sum;
-}
-
-/* Matrix products that share one input vector run in one pool_run: one
- * barrier for q, k and v together, one for gate and up. Each thread takes a
- * fixed, contiguous share of every matrix's 16-row groups, and each output
- * row is computed whole by one thread, so the result does not depend on the
- * thread count. */
+/* Matrix products that share one input run in one pool_run: one barrier
+ * for q, k and v together, one for gate and up. The input is n_tok tokens
+ * of cols values, and job i's output is n_tok rows of its matrix's rows.
+ * Each thread takes a fixed, contiguous share of every matrix's 16-row
+ * groups, and each output is computed whole by one thread in an order
+ * fixed by the kernels, so the result depends neither on the thread count
+ * nor on n_tok. */
 struct matmul_job {
     float *out;
     const struct tensor *w;
@@ -487,32 +551,44 @@ struct matmul_batch {
     const struct kernels *kern;
     const float *x;           /* the input, for F32 weights */
     const struct q8_act *act; /* the same input quantized, for Q8_0/Q4_0 */
+    uint32_t n_tok;
     const struct matmul_job *jobs;
     int n_jobs;
     int swiglu; /* jobs are gate and up: then out_0 = silu(out_0) * out_1 */
 };
 
-/* silu(gate) * up over rows [r0, r1), as llama2.c's FFN. Fused into the
- * gate/up matmul: the thread that computed those rows applies it, so no
- * thread waits while one runs it over the whole hidden vector. */
-static void swiglu_rows(float *gate, const float *up, uint64_t r0, uint64_t r1)
+/* silu(gate) * up over rows [r0, r1) of every token, as llama2.c's FFN.
+ * Fused into the gate/up matmul: the thread that computed those rows
+ * applies it, so no thread waits while one runs it over the whole batch. */
+static void swiglu_rows(float *gate, const float *up, uint64_t rows, uint32_t n_tok, uint64_t r0,
+                        uint64_t r1)
 {
-    for (uint64_t i = r0; i < r1; i++) {
-        float g = gate[i];
-        gate[i] = g * (1.0f / (1.0f + expf(-g))) * up[i];
-    }
+    for (uint32_t t = 0; t < n_tok; t++)
+        for (uint64_t i = t * rows + r0; i < t * rows + r1; i++) {
+            float g = gate[i];
+            gate[i] = g * (1.0f / (1.0f + expf(-g))) * up[i];
+        }
 }
 
 static void matmul_rows(const struct matmul_batch *b, const struct matmul_job *j, uint64_t r0,
                         uint64_t r1)
 {
+    const struct kernels *k = b->kern;
     const struct tensor *w = j->w;
-    if (w->type == HEARTH_F32)
-        b->kern->matvec_f32(j->out, w->data, b->x, w->cols, r0, r1);
-    else if (w->type == HEARTH_Q8_0)
-        b->kern->matvec_q8_0(j->out, w->data, b->act, w->cols, r0, r1);
-    else
-        b->kern->matvec_q4_0(j->out, w->data, b->act, w->cols, r0, r1);
+    if (b->n_tok == 1) {
+        if (w->type == HEARTH_F32)
+            k->matvec_f32(j->out, w->data, b->x, w->cols, r0, r1);
+        else if (w->type == HEARTH_Q8_0)
+            k->matvec_q8_0(j->out, w->data, b->act, w->cols, r0, r1);
+        else
+            k->matvec_q4_0(j->out, w->data, b->act, w->cols, r0, r1);
+    } else if (w->type == HEARTH_F32) {
+        k->gemm_f32(j->out, w->rows, w->data, b->x, b->n_tok, w->cols, r0, r1);
+    } else if (w->type == HEARTH_Q8_0) {
+        k->gemm_q8_0(j->out, w->rows, w->data, b->act, b->n_tok, w->cols, r0, r1);
+    } else {
+        k->gemm_q4_0(j->out, w->rows, w->data, b->act, b->n_tok, w->cols, r0, r1);
+    }
 }
 
 static void matmul_worker(void *ctx, int thread, int n_threads)
@@ -526,27 +602,29 @@ static void matmul_worker(void *ctx, int thread, int n_threads)
         if (r0 < r1)
             matmul_rows(b, j, r0, r1);
         if (b->swiglu && i == 1 && r0 < r1) /* gate and up share rows and partition */
-            swiglu_rows(b->jobs[0].out, j->out, r0, r1);
+            swiglu_rows(b->jobs[0].out, j->out, rows, b->n_tok, r0, r1);
     }
 }
 
-/* out_i = W_i x for each job; all W_i have x's length as their cols. */
-static void matmul(struct state *s, const float *x, const struct matmul_job *jobs, int n_jobs,
-                   int swiglu)
+/* out_i = W_i x for each job and each of the n_tok tokens of x; all W_i
+ * have x's row length as their cols. */
+static void matmul(struct state *s, const float *x, uint32_t n_tok, const struct matmul_job *jobs,
+                   int n_jobs, int swiglu)
 {
     for (int i = 0; i < n_jobs; i++)
         if (jobs[i].w->type != HEARTH_F32) {
-            s->kern->quantize_act(x, jobs[i].w->cols, &s->act);
+            s->kern->quantize_act(x, (uint64_t)n_tok * jobs[i].w->cols, &s->act);
             break;
         }
-    struct matmul_batch b = {s->kern, x, &s->act, jobs, n_jobs, swiglu};
+    struct matmul_batch b = {s->kern, x, &s->act, n_tok, jobs, n_jobs, swiglu};
     pool_run(s->pool, matmul_worker, &b);
 }
 
-void model_matmul(struct state *s, float *out, const float *x, const struct tensor *w)
+void model_matmul(struct state *s, float *out, const float *x, uint32_t n_tok,
+                  const struct tensor *w)
 {
     struct matmul_job job = {out, w};
-    matmul(s, x, &job, 1, 0);
+    matmul(s, x, n_tok, &job, 1, 0);
 }
 
 /* Row `token` of the embedding table as floats. */
@@ -558,17 +636,19 @@ static void embed(const struct tensor *e, int32_t token, float *out)
         unpack_row(e->type, e->data, e->cols, (uint64_t)token, out);
 }
 
-static void add_bias(float *x, const struct tensor *bias)
+/* Adds the bias vector to each of n_tok rows of x. */
+static void add_bias(float *x, const struct tensor *bias, uint32_t n_tok)
 {
     if (!bias->data)
         return;
     const float *b = bias->data;
-    for (uint64_t i = 0; i < bias->cols; i++)
-        x[i] += b[i];
+    for (uint32_t t = 0; t < n_tok; t++)
+        for (uint64_t i = 0; i < bias->cols; i++)
+            x[t * bias->cols + i] += b[i];
 }
 
 /* Rotates adjacent pairs (2i, 2i+1) of every head in vec by the angles of
- * the current position (FACTS.md: the interleaved order export produces). */
+ * its position (FACTS.md: the interleaved order export produces). */
 static void rope_rotate(float *vec, uint32_t n_heads, uint32_t head_dim, const float *cos_t,
                         const float *sin_t)
 {
@@ -582,93 +662,160 @@ static void rope_rotate(float *vec, uint32_t n_heads, uint32_t head_dim, const f
     }
 }
 
-/* Causal attention of query heads [h0, h1) over positions [first, pos] of
- * this layer's cache; query head h reads kv head h / (n_heads / n_kv_heads). */
+/* The cache of (layer, kv head), keys or values, as the attention kernels
+ * read it. */
+static void *kv_head(const struct state *s, void *cache, uint32_t n_kv_heads, uint32_t layer,
+                     uint32_t kv_head_index)
+{
+    uint64_t head = (uint64_t)layer * n_kv_heads + kv_head_index;
+    return (uint8_t *)cache + head * s->kv_head_elems * kv_elem_bytes(s->kv_type);
+}
+
+static void kv_put(void *base, uint32_t kv_type, uint64_t index, float value)
+{
+    if (kv_type == HEARTH_F16)
+        ((uint16_t *)base)[index] = f32_to_fp16(value);
+    else
+        ((float *)base)[index] = value;
+}
+
+/* Stores the n_tok new keys and values of this layer (s->k, s->v) at
+ * positions pos .. pos + n_tok - 1, in the layout of kernels/attention.h. */
+static void kv_store(struct state *s, const struct hearth_header *h, uint32_t layer, uint32_t pos,
+                     uint32_t n_tok)
+{
+    uint32_t hd = h->head_dim, kv_dim = h->n_kv_heads * hd;
+    for (uint32_t g = 0; g < h->n_kv_heads; g++) {
+        void *keys = kv_head(s, s->key_cache, h->n_kv_heads, layer, g);
+        void *values = kv_head(s, s->value_cache, h->n_kv_heads, layer, g);
+        for (uint32_t t = 0; t < n_tok; t++) {
+            uint32_t p = pos + t;
+            uint64_t block = (uint64_t)(p / KV_BLOCK) * hd * KV_BLOCK + p % KV_BLOCK;
+            const float *k = s->k + (uint64_t)t * kv_dim + (uint64_t)g * hd;
+            const float *v = s->v + (uint64_t)t * kv_dim + (uint64_t)g * hd;
+            for (uint32_t i = 0; i < hd; i++) {
+                kv_put(keys, s->kv_type, block + (uint64_t)i * KV_BLOCK, k[i]);
+                kv_put(values, s->kv_type, (uint64_t)p * hd + i, v[i]);
+            }
+        }
+    }
+}
+
+/* Causal attention of every query head of n_tok tokens (the first at
+ * position pos) over this layer's cache; query head h reads kv head
+ * h / (n_heads / n_kv_heads), and a token sees the positions up to its own
+ * (the last sliding_window of them when the model has a window). Work items
+ * are (head, token) pairs, head-major, split into fixed contiguous shares:
+ * every head costs the same, so the shares are even. */
 struct attention_job {
     const struct hearth_header *h;
     struct state *s;
-    uint32_t layer, pos;
+    uint32_t layer, pos, n_tok;
 };
 
-static void attention_head(const struct attention_job *job, uint32_t head)
+static void attention_one(const struct attention_job *job, uint32_t head, uint32_t t, float *att)
 {
     const struct hearth_header *h = job->h;
     struct state *s = job->s;
-    uint32_t hd = h->head_dim, kv_dim = h->n_kv_heads * hd, pos = job->pos;
+    uint32_t hd = h->head_dim, q_dim = h->n_heads * hd, pos = job->pos + t;
     uint32_t first = (h->sliding_window && pos >= h->sliding_window) ? pos - h->sliding_window + 1 : 0;
-    uint32_t n = pos - first + 1;
-    float scale_div = sqrtf((float)hd);
-    const float *keys = s->key_cache + (uint64_t)job->layer * s->max_seq * kv_dim;
-    const float *values = s->value_cache + (uint64_t)job->layer * s->max_seq * kv_dim;
-    const float *q = s->q + (uint64_t)head * hd;
-    float *att = s->att + (uint64_t)head * s->max_seq;
-    uint64_t kv_off = (uint64_t)(head / (h->n_heads / h->n_kv_heads)) * hd;
-    for (uint32_t t = 0; t < n; t++) {
-        const float *k = keys + (uint64_t)(first + t) * kv_dim + kv_off;
-        float score = 0.0f;
-        for (uint32_t i = 0; i < hd; i++)
-            score += q[i] * k[i];
-        att[t] = score / scale_div;
-    }
-    softmax(att, n);
-    float *out = s->xb + (uint64_t)head * hd;
-    memset(out, 0, hd * sizeof(float));
-    for (uint32_t t = 0; t < n; t++) {
-        const float *v = values + (uint64_t)(first + t) * kv_dim + kv_off;
-        for (uint32_t i = 0; i < hd; i++)
-            out[i] += att[t] * v[i];
-    }
+    uint32_t kvh = head / (h->n_heads / h->n_kv_heads);
+    const float *q = s->q + (uint64_t)t * q_dim + (uint64_t)head * hd;
+    const uint8_t *values = kv_head(s, s->value_cache, h->n_kv_heads, job->layer, kvh);
+    s->attn->scores(att, q, kv_head(s, s->key_cache, h->n_kv_heads, job->layer, kvh), s->kv_type,
+                    first, pos + 1, hd, 1.0f / sqrtf((float)hd));
+    s->attn->softmax(att, pos + 1 - first);
+    s->attn->values(s->xb + (uint64_t)t * q_dim + (uint64_t)head * hd, att,
+                    values + (uint64_t)first * hd * kv_elem_bytes(s->kv_type), s->kv_type,
+                    pos + 1 - first, hd);
 }
 
 static void attention_worker(void *ctx, int thread, int n_threads)
 {
     const struct attention_job *job = ctx;
-    unsigned long long h0, h1;
-    pool_split(job->h->n_heads, thread, n_threads, &h0, &h1);
-    for (unsigned long long head = h0; head < h1; head++)
-        attention_head(job, (uint32_t)head);
+    float *att = job->s->att + (uint64_t)thread * job->s->max_seq;
+    unsigned long long i0, i1;
+    pool_split((unsigned long long)job->h->n_heads * job->n_tok, thread, n_threads, &i0, &i1);
+    for (unsigned long long i = i0; i < i1; i++)
+        attention_one(job, (uint32_t)(i / job->n_tok), (uint32_t)(i % job->n_tok), att);
 }
 
-static void ffn(struct state *s, const struct layer *L)
+/* The rotation angles of positions pos .. pos + n_tok - 1. */
+static void rope_angles(const struct model *m, struct state *s, uint32_t pos, uint32_t n_tok)
 {
+    uint32_t half = m->cfg.head_dim / 2;
+    for (uint32_t t = 0; t < n_tok; t++)
+        for (uint32_t i = 0; i < half; i++) {
+            float angle = (float)(pos + t) * m->rope_inv_freq[i];
+            s->rope_cos[(uint64_t)t * half + i] = cosf(angle);
+            s->rope_sin[(uint64_t)t * half + i] = sinf(angle);
+        }
+}
+
+/* x[t] += y[t] for n values. */
+static void add_rows(float *x, const float *y, uint64_t n)
+{
+    for (uint64_t i = 0; i < n; i++)
+        x[i] += y[i];
+}
+
+/* One layer over the n_tok tokens in s->x (positions pos ..). */
+static void layer_forward(const struct model *m, struct state *s, uint32_t l, uint32_t pos,
+                          uint32_t n_tok)
+{
+    const struct hearth_header *h = &m->cfg;
+    const struct layer *L = &m->layers[l];
+    uint32_t dim = h->dim, hd = h->head_dim, half = hd / 2;
+    uint32_t q_dim = h->n_heads * hd, kv_dim = h->n_kv_heads * hd;
+    for (uint32_t t = 0; t < n_tok; t++)
+        rmsnorm(s->xb + (uint64_t)t * dim, s->x + (uint64_t)t * dim, L->attn_norm.data, dim,
+                h->norm_eps);
+    struct matmul_job qkv[3] = {{s->q, &L->attn_q}, {s->k, &L->attn_k}, {s->v, &L->attn_v}};
+    matmul(s, s->xb, n_tok, qkv, 3, 0);
+    add_bias(s->q, &L->attn_q_bias, n_tok);
+    add_bias(s->k, &L->attn_k_bias, n_tok);
+    add_bias(s->v, &L->attn_v_bias, n_tok);
+    for (uint32_t t = 0; t < n_tok; t++) {
+        const float *c = s->rope_cos + (uint64_t)t * half, *sn = s->rope_sin + (uint64_t)t * half;
+        rope_rotate(s->q + (uint64_t)t * q_dim, h->n_heads, hd, c, sn);
+        rope_rotate(s->k + (uint64_t)t * kv_dim, h->n_kv_heads, hd, c, sn);
+    }
+    kv_store(s, h, l, pos, n_tok);
+    struct attention_job att = {h, s, l, pos, n_tok};
+    pool_run(s->pool, attention_worker, &att);
+    struct matmul_job out = {s->xb2, &L->attn_output};
+    matmul(s, s->xb, n_tok, &out, 1, 0);
+    add_rows(s->x, s->xb2, (uint64_t)n_tok * dim);
+    for (uint32_t t = 0; t < n_tok; t++)
+        rmsnorm(s->xb + (uint64_t)t * dim, s->x + (uint64_t)t * dim, L->ffn_norm.data, dim,
+                h->norm_eps);
     struct matmul_job gate_up[2] = {{s->hb, &L->ffn_gate}, {s->hb2, &L->ffn_up}};
-    matmul(s, s->xb, gate_up, 2, 1);
-    model_matmul(s, s->xb, s->hb, &L->ffn_down);
+    matmul(s, s->xb, n_tok, gate_up, 2, 1);
+    struct matmul_job down = {s->xb, &L->ffn_down};
+    matmul(s, s->hb, n_tok, &down, 1, 0);
+    add_rows(s->x, s->xb, (uint64_t)n_tok * dim);
+}
+
+float *model_prefill(const struct model *m, struct state *s, const int32_t *tokens, uint32_t n,
+                     uint32_t pos)
+{
+    const struct hearth_header *h = &m->cfg;
+    uint32_t dim = h->dim, n_tok = 0;
+    for (uint32_t done = 0; done < n; done += n_tok, pos += n_tok) {
+        n_tok = n - done < s->max_batch ? n - done : s->max_batch;
+        for (uint32_t t = 0; t < n_tok; t++)
+            embed(&m->token_embd, tokens[done + t], s->x + (uint64_t)t * dim);
+        rope_angles(m, s, pos, n_tok);
+        for (uint32_t l = 0; l < h->n_layers; l++)
+            layer_forward(m, s, l, pos, n_tok);
+    }
+    float *last = s->x + (uint64_t)(n_tok - 1) * dim;
+    rmsnorm(last, last, m->output_norm.data, dim, h->norm_eps);
+    model_matmul(s, s->logits, last, 1, &m->output);
+    return s->logits;
 }
 
 float *model_forward(const struct model *m, struct state *s, int32_t token, uint32_t pos)
 {
-    const struct hearth_header *h = &m->cfg;
-    uint32_t dim = h->dim, kv_dim = h->n_kv_heads * h->head_dim;
-    embed(&m->token_embd, token, s->x);
-    for (uint32_t i = 0; i < h->head_dim / 2; i++) {
-        float angle = (float)pos * m->rope_inv_freq[i];
-        s->rope_cos[i] = cosf(angle);
-        s->rope_sin[i] = sinf(angle);
-    }
-    for (uint32_t l = 0; l < h->n_layers; l++) {
-        const struct layer *L = &m->layers[l];
-        float *k = s->key_cache + ((uint64_t)l * s->max_seq + pos) * kv_dim;
-        float *v = s->value_cache + ((uint64_t)l * s->max_seq + pos) * kv_dim;
-        rmsnorm(s->xb, s->x, L->attn_norm.data, dim, h->norm_eps);
-        struct matmul_job qkv[3] = {{s->q, &L->attn_q}, {k, &L->attn_k}, {v, &L->attn_v}};
-        matmul(s, s->xb, qkv, 3, 0);
-        add_bias(s->q, &L->attn_q_bias);
-        add_bias(k, &L->attn_k_bias);
-        add_bias(v, &L->attn_v_bias);
-        rope_rotate(s->q, h->n_heads, h->head_dim, s->rope_cos, s->rope_sin);
-        rope_rotate(k, h->n_kv_heads, h->head_dim, s->rope_cos, s->rope_sin);
-        struct attention_job att = {h, s, l, pos};
-        pool_run(s->pool, attention_worker, &att);
-        model_matmul(s, s->xb2, s->xb, &L->attn_output);
-        for (uint32_t i = 0; i < dim; i++)
-            s->x[i] += s->xb2[i];
-        rmsnorm(s->xb, s->x, L->ffn_norm.data, dim, h->norm_eps);
-        ffn(s, L);
-        for (uint32_t i = 0; i < dim; i++)
-            s->x[i] += s->xb[i];
-    }
-    rmsnorm(s->x, s->x, m->output_norm.data, dim, h->norm_eps);
-    model_matmul(s, s->logits, s->x, &m->output);
-    return s->logits;
+    return model_prefill(m, s, &token, 1, pos);
 }

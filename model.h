@@ -13,6 +13,7 @@
 
 #include <stdint.h>
 #include "format.h"
+#include "kernels/attention.h"
 #include "kernels/kernels.h"
 #include "threads.h"
 #include "tokenizer.h"
@@ -53,34 +54,71 @@ void model_setup_derived(struct model *m);
 /* Recomputes the checksum over the whole file (run --verify). */
 int model_verify_checksum(const struct model *m, char *err);
 
-/* Activations and the KV cache for one sequence of up to max_seq positions,
- * and the kernels and threads that run it. */
-struct state {
-    uint32_t max_seq;
-    const struct kernels *kern;
-    struct thread_pool *pool; /* NULL: run on the calling thread */
-    struct q8_act act;     /* the current matmul input, quantized */
-    float *x, *xb, *xb2;   /* dim (xb: max(dim, q_dim)) */
-    float *hb, *hb2;       /* hidden_dim */
-    float *q;              /* n_heads * head_dim */
-    float *att;            /* n_heads * max_seq */
-    float *rope_cos, *rope_sin; /* head_dim / 2, for the current position */
-    float *logits;         /* vocab_size */
-    float *key_cache;      /* [n_layers][max_seq][kv_dim] */
-    float *value_cache;    /* [n_layers][max_seq][kv_dim] */
+/* How a state is set up. */
+struct state_options {
+    uint32_t max_seq;    /* context positions, 1 .. the model's max_seq_len */
+    uint32_t max_batch;  /* prompt tokens per forward step; 0 = STATE_DEFAULT_BATCH */
+    uint32_t kv_type;    /* HEARTH_F16 or HEARTH_F32 */
+    const struct kernels *kern; /* NULL: the best for this CPU */
+    struct thread_pool *pool;   /* NULL: run on the calling thread */
 };
 
-/* kern NULL picks the best kernels for this CPU; pool NULL runs on one thread. */
+/* The prefill batch when none is asked for: large enough that each weight
+ * block loaded serves many tokens, small enough that the activations of a
+ * batch stay in the caches (docs/KERNELS.md has the measurement). */
+#define STATE_DEFAULT_BATCH 64u
+
+/* Activations and the KV cache for one sequence of up to max_seq positions,
+ * and the kernels and threads that run it. Activation buffers hold
+ * max_batch tokens, token after token. */
+struct state {
+    uint32_t max_seq, max_batch, kv_type;
+    const struct kernels *kern;
+    const struct attn_kernels *attn;
+    struct thread_pool *pool;
+    int n_threads;
+    struct q8_act act;     /* the current matmul input, quantized */
+    float *x, *xb, *xb2;   /* [max_batch][dim] (xb: [max_batch][max(dim, q_dim)]) */
+    float *hb, *hb2;       /* [max_batch][hidden_dim] */
+    float *q;              /* [max_batch][q_dim] */
+    float *k, *v;          /* [max_batch][kv_dim], before they go into the cache */
+    float *att;            /* [n_threads][max_seq]: one score row per thread */
+    float *rope_cos, *rope_sin; /* [max_batch][head_dim / 2] */
+    float *logits;         /* vocab_size, of the last token run */
+    /* [n_layers][n_kv_heads] heads of max_seq (rounded up to KV_BLOCK)
+     * positions of kv_type, laid out as kernels/attention.h says. */
+    void *key_cache, *value_cache;
+    uint64_t kv_head_elems; /* elements in one (layer, kv head) of either cache */
+};
+
+/* The bytes state_open allocates for these options (KV cache and
+ * activations), for --info and the context budget. */
+uint64_t state_bytes(const struct model *m, const struct state_options *o);
+uint64_t state_kv_bytes(const struct model *m, uint32_t max_seq, uint32_t kv_type);
+
+int state_open(struct state *s, const struct model *m, const struct state_options *o,
+               char *err);
+/* state_open with an F32 KV cache and the default batch (tests, bench). */
 int state_init(struct state *s, const struct model *m, uint32_t max_seq,
                const struct kernels *kern, struct thread_pool *pool, char *err);
 void state_free(struct state *s);
 
-/* out = W x with the state's kernels and threads, as the forward pass does
- * it (x is quantized first for Q8_0/Q4_0 weights). For benchmarks. */
-void model_matmul(struct state *s, float *out, const float *x, const struct tensor *w);
+/* out = W x for n_tok tokens (x: n_tok rows of w->cols, out: n_tok rows of
+ * w->rows; n_tok <= max_batch) with the state's kernels and threads, as the
+ * forward pass does it (x is quantized first for Q8_0/Q4_0 weights). For
+ * benchmarks. */
+void model_matmul(struct state *s, float *out, const float *x, uint32_t n_tok,
+                  const struct tensor *w);
 
-/* Runs one token at position pos (< s->max_seq, and every earlier position
- * already run) and returns the logits (vocab_size floats inside s). */
+/* Runs n tokens at positions pos .. pos + n - 1 (pos + n <= s->max_seq,
+ * every earlier position already run), max_batch at a time, and returns the
+ * logits of the last one (vocab_size floats inside s). The logits are the
+ * same bits as running the tokens one by one: every kernel computes each
+ * output in an order that does not depend on the batch. */
+float *model_prefill(const struct model *m, struct state *s, const int32_t *tokens, uint32_t n,
+                     uint32_t pos);
+
+/* model_prefill of one token. */
 float *model_forward(const struct model *m, struct state *s, int32_t token, uint32_t pos);
 
 #endif

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../chat.h"
 #include "../quant.h"
 #include "source.h"
 
@@ -164,9 +165,20 @@ static void print_config(const struct options *o, const struct source *src)
             c->norm_eps, c->flags & HEARTH_FLAG_TIED_EMBEDDINGS ? "tied" : "separate",
             c->flags & HEARTH_FLAG_QKV_BIAS ? ", q/k/v biases" : "", src->n_tensors,
             (unsigned long long)src->input_bytes);
-    fprintf(stderr, "tokenizer: %s, %u tokens, bos %u, eos %u\n",
+    char stops[HEARTH_MAX_STOP_IDS * 12] = "";
+    for (uint32_t i = 0; i < c->n_stop_ids && i < HEARTH_MAX_STOP_IDS; i++)
+        snprintf(stops + strlen(stops), sizeof stops - strlen(stops), " %u", c->stop_ids[i]);
+    fprintf(stderr, "tokenizer: %s, %u tokens, bos %u%s, eos %u, generation stops at%s\n",
             src->vocab.hdr.type == HEARTH_TOKENIZER_SPM ? "SentencePiece BPE" : "byte-level BPE",
-            src->vocab.hdr.n_tokens, c->bos_id, c->eos_id);
+            src->vocab.hdr.n_tokens, c->bos_id,
+            src->vocab.hdr.flags & HEARTH_TOK_NO_BOS ? " (not added to prompts)" : "", c->eos_id,
+            stops);
+    if (c->chat_template == HEARTH_CHAT_NONE)
+        fprintf(stderr, "no chat template found\n");
+    else if (c->chat_template == CHAT_TEMPLATE_UNRECOGNISED)
+        fprintf(stderr, "chat template not recognised (use --template at run time)\n");
+    else
+        fprintf(stderr, "chat template: %s\n", chat_template_name(c->chat_template));
 }
 
 /* Says what happens to matrices that arrive quantized (GGUF Q8_0/Q4_0):

@@ -1,8 +1,9 @@
 /* exporter/gguf.c - reads a GGUF file (llama.cpp's model format, versions 2
  * and 3) into struct source: the config from the metadata, the tensors
- * (described, never converted: the writer streams them from this file) and
+ * (described, never converted: the writer streams them from this file),
  * the vocabulary from tokenizer.ggml.* (SentencePiece "llama" or byte-level
- * BPE "gpt2").
+ * BPE "gpt2", with whether prompts start with BOS) and the chat template
+ * family from tokenizer.chat_template.
  *
  * Architectures: "llama" (q/k rows already in adjacent-pair rotary order)
  * and "qwen2" (q/k rows in Hugging Face's rotate-half order, which the
@@ -38,6 +39,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "../chat.h"
 #include "../kernels/kernels.h"
 #include "../quant.h"
 #include "../tokenizer.h"
@@ -758,6 +760,34 @@ static int get_string(struct gguf *g, const char *key, char *buf, size_t cap, ch
     return 1;
 }
 
+/* A string of at most max bytes (it may hold NULs), malloc'd with a NUL
+ * after it. */
+static int get_text(struct gguf *g, const char *key, uint64_t max, char **out, uint64_t *n,
+                    char *err)
+{
+    const struct gguf_kv *kv = find_kv(g, key);
+    if (!kv)
+        return 0;
+    if (kv->type != GV_STRING)
+        return kv_fail(g, kv, err, "has type %s; expected a string", value_name(kv->type));
+    if (kv->n > max)
+        return kv_fail(g, kv, err, "is %" PRIu64 " bytes long; hearth accepts at most %" PRIu64,
+                       kv->n, max);
+    char *buf = malloc(kv->n + 1);
+    if (!buf)
+        return kv_fail(g, kv, err, "out of memory");
+    in_label(&g->in, "key \"%.100s\"", kv->key);
+    g->in.pos = kv->at;
+    if (in_read(&g->in, buf, kv->n, err) < 0) {
+        free(buf);
+        return -1;
+    }
+    buf[kv->n] = 0;
+    *out = buf;
+    *n = kv->n;
+    return 1;
+}
+
 /* An array of elem_type; positions the reader at its first element. */
 static int get_array(struct gguf *g, const char *key, uint32_t elem_type,
                      const struct gguf_kv **out, char *err)
@@ -912,6 +942,13 @@ static int read_config(struct gguf *g, const struct arch *a, struct hearth_heade
     if (r < 0 || get_float(g, arch_key(k, sizeof k, a, "rope.freq_base"), 1, 1e12, &c->rope_theta,
                            err) < 0)
         return -1;
+    /* gguf-py constants.py Keys.Attention.SLIDING_WINDOW: attention sees the
+     * last this many positions; absent or 0, all of them */
+    uint64_t window = 0;
+    if (get_uint(g, arch_key(k, sizeof k, a, "attention.sliding_window"), 0, UINT32_MAX, &window,
+                 err) < 0)
+        return -1;
+    c->sliding_window = (uint32_t)window;
     return 0;
 }
 
@@ -1637,6 +1674,57 @@ static int finish_bpe(struct gguf *g, const struct tokens *tk, struct vocab *v, 
     return 0;
 }
 
+/* Whether this build's tokenizer loads a section of v's type and
+ * pre-tokenizer with these flags: a one-token vocabulary through
+ * tokenizer_init. (A flag the engine does not implement yet is refused by
+ * the loader, and a file carrying it could not be run at all.) */
+static int tokenizer_accepts(const struct vocab *v, uint32_t flags)
+{
+    struct vocab probe;
+    char err[HEARTH_ERR_BYTES];
+    if (vocab_alloc(&probe, 1, "probe", err) < 0)
+        return 0;
+    probe.hdr.type = v->hdr.type;
+    probe.hdr.pre_tokenizer = v->hdr.pre_tokenizer;
+    probe.hdr.flags = flags;
+    probe.hdr.unk_id = UINT32_MAX;
+    probe.kinds[0] = HEARTH_TOKEN_NORMAL;
+    int ok = set_piece(&probe, 0, "a", 1) == 0;
+    uint8_t *section = NULL;
+    uint64_t n_bytes = 0;
+    struct tokenizer t;
+    ok = ok && vocab_serialize(&probe, &section, &n_bytes, err) == 0 &&
+         tokenizer_init(&t, section, n_bytes, 0, 0, err) == 0;
+    if (ok)
+        tokenizer_free(&t);
+    free(section);
+    vocab_free(&probe);
+    return ok;
+}
+
+/* Whether prompts start with BOS: tokenizer.ggml.add_bos_token (gguf-py
+ * constants.py Keys.Tokenizer.ADD_BOS) when present. Absent, llama.cpp's
+ * default (src/llama-vocab.cpp, llama_vocab::impl::load, as of
+ * ggml-org/llama.cpp@00ad355e): add_bos starts false, SentencePiece
+ * vocabularies set it true, and of the byte-level pre-tokenizers hearth
+ * reads only Llama 3's (llama3, llama-v3, llama-bpe) do; gpt-2, qwen2 and
+ * smollm leave it false. Without BOS: HEARTH_TOK_NO_BOS.
+ * Qwen2 (pre "qwen2"): its tokenizer.json normalizes text to NFC before
+ * anything else, which GGUF does not record, so HEARTH_TOK_NFC is set, once
+ * this build's tokenizer accepts that flag. */
+static int set_tokenizer_flags(struct gguf *g, struct vocab *v, char *err)
+{
+    int add_bos = v->hdr.type == HEARTH_TOKENIZER_SPM || v->hdr.pre_tokenizer == HEARTH_PRE_LLAMA3;
+    if (get_bool(g, "tokenizer.ggml.add_bos_token", &add_bos, err) < 0)
+        return -1;
+    if (!add_bos)
+        v->hdr.flags |= HEARTH_TOK_NO_BOS;
+    if (v->hdr.type == HEARTH_TOKENIZER_BYTE_BPE && v->hdr.pre_tokenizer == HEARTH_PRE_QWEN2 &&
+        tokenizer_accepts(v, v->hdr.flags | HEARTH_TOK_NFC))
+        v->hdr.flags |= HEARTH_TOK_NFC;
+    return 0;
+}
+
 /* The vocabulary, with its token strings kept in tk for lookups. */
 static int read_vocab(struct gguf *g, struct vocab *v, struct tokens *tk, char *err)
 {
@@ -1666,12 +1754,25 @@ static int read_vocab(struct gguf *g, struct vocab *v, struct tokens *tk, char *
         if (v->bos_id == UINT32_MAX || v->eos_id == UINT32_MAX)
             return fail(err, "%s: the vocabulary has %u tokens and names no %s token", g->in.path,
                         tk->n, v->bos_id == UINT32_MAX ? "BOS" : "EOS");
-        return 0;
+    } else if (finish_bpe(g, tk, v, err) < 0) {
+        return -1;
     }
-    return finish_bpe(g, tk, v, err);
+    return set_tokenizer_flags(g, v, err);
 }
 
 /* ---- special ids and the whole reader ------------------------------------- */
+
+static int add_stop_id(const struct gguf *g, struct hearth_header *c, uint32_t id, char *err)
+{
+    for (uint32_t k = 0; k < c->n_stop_ids; k++)
+        if (c->stop_ids[k] == id)
+            return 0;
+    if (c->n_stop_ids == HEARTH_MAX_STOP_IDS)
+        return fail(err, "%s: more than %u end-of-generation tokens", g->in.path,
+                    HEARTH_MAX_STOP_IDS);
+    c->stop_ids[c->n_stop_ids++] = id;
+    return 0;
+}
 
 /* Ids that end generation: eos first, then tokenizer.ggml.eot_token_id and
  * eom_token_id, then the tokens llama.cpp's vocabulary loader also treats as
@@ -1694,19 +1795,32 @@ static int set_stop_ids(const struct gguf *g, const struct tokens *tk, const str
     for (size_t i = 0; i < sizeof eog_texts / sizeof eog_texts[0]; i++)
         ids[n++] = tokens_find(tk, eog_texts[i], strlen(eog_texts[i]));
     c->n_stop_ids = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        int seen = ids[i] == UINT32_MAX;
-        for (uint32_t k = 0; k < c->n_stop_ids; k++)
-            seen |= c->stop_ids[k] == ids[i];
-        if (seen)
-            continue;
-        if (c->n_stop_ids == HEARTH_MAX_STOP_IDS)
-            return fail(err, "%s: more than %u end-of-generation tokens", g->in.path,
-                        HEARTH_MAX_STOP_IDS);
-        c->stop_ids[c->n_stop_ids++] = ids[i];
-    }
+    for (uint32_t i = 0; i < n; i++)
+        if (ids[i] != UINT32_MAX && add_stop_id(g, c, ids[i], err) < 0)
+            return -1;
     c->bos_id = v->bos_id;
     c->eos_id = v->eos_id;
+    return 0;
+}
+
+/* tokenizer.chat_template (gguf-py constants.py Keys.Tokenizer.CHAT_TEMPLATE,
+ * the model's Jinja template as convert_hf_to_gguf.py copies it): the
+ * recognised family, or CHAT_TEMPLATE_UNRECOGNISED; absent, HEARTH_CHAT_NONE.
+ * (The token closing each family's turns, chat_template_end_of_turn, is
+ * already a stop id: the eos, or one of set_stop_ids' texts.) */
+#define GGUF_MAX_TEMPLATE_BYTES (1u << 20) /* real templates are a few KB */
+
+static int read_chat_template(struct gguf *g, struct hearth_header *c, char *err)
+{
+    char *text = NULL;
+    uint64_t n = 0;
+    int r = get_text(g, "tokenizer.chat_template", GGUF_MAX_TEMPLATE_BYTES, &text, &n, err);
+    c->chat_template = HEARTH_CHAT_NONE;
+    if (r <= 0)
+        return r;
+    int family = chat_template_detect(text, (size_t)n);
+    free(text);
+    c->chat_template = family ? (uint32_t)family : CHAT_TEMPLATE_UNRECOGNISED;
     return 0;
 }
 
@@ -1746,6 +1860,8 @@ int gguf_read(const char *path, struct source *src, char *err)
         rc = read_tensors(&g, a, src, err);
     if (rc == 0)
         rc = set_stop_ids(&g, &tk, &src->vocab, &src->cfg, err);
+    if (rc == 0)
+        rc = read_chat_template(&g, &src->cfg, err);
     tokens_free(&tk);
     gguf_close(&g, 0);
     if (rc < 0)

@@ -1,7 +1,9 @@
 /* exporter/hf.c - reads a Hugging Face Llama-family model folder: config.json
  * (plus generation_config.json when present), the safetensors weights (one
- * model.safetensors, or shards listed by model.safetensors.index.json) and
- * the tokenizer (tokenizer.model, else tokenizer.json), into struct source.
+ * model.safetensors, or shards listed by model.safetensors.index.json),
+ * the tokenizer (tokenizer.model, else tokenizer.json) and, when present,
+ * tokenizer_config.json / chat_template.jinja (chat template, whether
+ * prompts start with BOS, the eos token), into struct source.
  *
  * It describes tensors (file, offset, type, shape, the rotary row order to
  * undo) and never reads or converts weight data; the writer streams it.
@@ -15,6 +17,7 @@
  * transformers modeling_rope_utils.py, _compute_llama3_parameters (FACTS.md).
  * Tensor names: transformers LlamaModel / LlamaForCausalLM state dict; the
  * hearth names follow GGUF (llama.cpp gguf-py constants.py, MODEL_TENSOR). */
+#include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -22,6 +25,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../chat.h"
 #include "../json.h"
 #include "safetensors.h"
 #include "source.h"
@@ -787,6 +791,238 @@ static int set_special_ids(struct source *src, const struct hf_extra *x, const c
     return 0;
 }
 
+/* ---- tokenizer_config.json: chat template, BOS, end of turn -------------- */
+
+#define HF_MAX_TEMPLATE_BYTES (1u << 20) /* chat_template.jinja; real ones are a few KB */
+#define HF_MAX_TOKENIZER_JSON_BYTES (256ull << 20) /* as tokenizer_json.c */
+
+static int add_stop_id(struct hearth_header *c, uint32_t id, const char *what, char *err)
+{
+    for (uint32_t k = 0; k < c->n_stop_ids; k++)
+        if (c->stop_ids[k] == id)
+            return 0;
+    if (c->n_stop_ids == HEARTH_MAX_STOP_IDS)
+        return fail(err, "%s: more than %u distinct ids end generation", what,
+                    HEARTH_MAX_STOP_IDS);
+    c->stop_ids[c->n_stop_ids++] = id;
+    return 0;
+}
+
+/* The id of the special (control or user-defined) token spelled s, or
+ * UINT32_MAX. Normal byte-level pieces are raw bytes and may spell the same
+ * text (a "</s>" merged from "</" and "s>"), so they never count. */
+static uint32_t find_special(const struct vocab *v, const char *s, size_t n)
+{
+    for (uint32_t id = 0; id < v->hdr.n_tokens; id++)
+        if ((v->kinds[id] == HEARTH_TOKEN_CONTROL || v->kinds[id] == HEARTH_TOKEN_USER_DEFINED) &&
+            v->piece_bytes[id] == n && !memcmp(v->pieces[id], s, n))
+            return id;
+    return UINT32_MAX;
+}
+
+/* Reads the regular file path (at most max bytes) into a malloc'd buffer. */
+static int read_small_file(const char *path, uint64_t max, char **out, size_t *n, char *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return fail(err, "%s: cannot open: %s", path, strerror(errno));
+    char *buf = malloc(max + 1);
+    size_t got = buf ? fread(buf, 1, max + 1, f) : 0;
+    int bad = ferror(f);
+    fclose(f);
+    if (!buf || bad || got > max) {
+        free(buf);
+        return fail(err, "%s: %s", path, !buf ? "out of memory" : bad ? "read failed" :
+                    "longer than the 1 MiB hearth accepts for a chat template");
+    }
+    *out = buf;
+    *n = got;
+    return 0;
+}
+
+/* tokenizer_config.json "chat_template": a string, or (transformers'
+ * named templates) a list of {"name", "template"} objects of which
+ * apply_chat_template uses the one named "default". Returns 1 with *out the
+ * template string, or NULL when a list has no "default"; 0 when absent. */
+static int config_template(const struct json *root, const char *what, const struct json **out,
+                           char *err)
+{
+    const struct json *v = json_get(root, "chat_template");
+    *out = NULL;
+    if (!v || v->type == JSON_NULL)
+        return 0;
+    if (v->type == JSON_STRING) {
+        *out = v;
+        return 1;
+    }
+    if (v->type != JSON_ARRAY)
+        return fail(err, "%s: \"chat_template\" must be a string or a list of {\"name\", "
+                    "\"template\"} objects, found %s (byte %zu)", what, json_type_name(v->type),
+                    v->offset);
+    for (size_t i = 0; i < v->n; i++) {
+        const struct json *item = json_at(v, i), *name, *tmpl;
+        char ctx[PATH_MAX + 48];
+        snprintf(ctx, sizeof ctx, "%s: chat_template[%zu]", what, i);
+        if (item->type != JSON_OBJECT)
+            return fail(err, "%s must be an object, found %s (byte %zu)", ctx,
+                        json_type_name(item->type), item->offset);
+        if (json_get_typed(item, ctx, "name", JSON_REQUIRED, JSON_STRING, &name, err) < 0 ||
+            json_get_typed(item, ctx, "template", JSON_REQUIRED, JSON_STRING, &tmpl, err) < 0)
+            return -1;
+        if (json_is_string(name, "default"))
+            *out = tmpl;
+    }
+    return 1;
+}
+
+/* cfg.chat_template from chat_template.jinja (where transformers saves the
+ * template nowadays: docs "Writing a chat template"; it wins over the
+ * config's copy) or tokenizer_config.json: the recognised family,
+ * CHAT_TEMPLATE_UNRECOGNISED, or HEARTH_CHAT_NONE when the folder has none. */
+static int set_chat_template(const char *dir, const struct json *config, const char *config_path,
+                             struct hearth_header *c, char *err)
+{
+    char path[PATH_MAX];
+    if (join_path(path, dir, "chat_template.jinja", err) < 0)
+        return -1;
+    c->chat_template = HEARTH_CHAT_NONE;
+    if (file_exists(path)) {
+        char *text = NULL;
+        size_t n = 0;
+        if (read_small_file(path, HF_MAX_TEMPLATE_BYTES, &text, &n, err) < 0)
+            return -1;
+        int id = chat_template_detect(text, n);
+        free(text);
+        c->chat_template = id ? (uint32_t)id : CHAT_TEMPLATE_UNRECOGNISED;
+        return 0;
+    }
+    const struct json *t;
+    int r = config ? config_template(config, config_path, &t, err) : 0;
+    if (r <= 0)
+        return r;
+    int id = t ? chat_template_detect(t->u.str, t->n) : HEARTH_CHAT_NONE;
+    c->chat_template = id ? (uint32_t)id : CHAT_TEMPLATE_UNRECOGNISED;
+    return 0;
+}
+
+/* Whether tokenizer.json's post_processor puts the BOS token first: a
+ * TemplateProcessing (alone or in a Sequence) whose "single" template
+ * starts with the special token spelled bos (tokenizers' processors: the
+ * {"SpecialToken": {"id": NAME}} and {"Sequence": {"id": "A"}} items). */
+static int post_processor_adds_bos(const struct json *pp, const char *bos, size_t n)
+{
+    if (!pp || pp->type != JSON_OBJECT)
+        return 0;
+    if (json_is_string(json_get(pp, "type"), "Sequence")) {
+        const struct json *list = json_get(pp, "processors");
+        for (size_t i = 0; i < json_len(list); i++)
+            if (post_processor_adds_bos(json_at(list, i), bos, n))
+                return 1;
+        return 0;
+    }
+    if (!json_is_string(json_get(pp, "type"), "TemplateProcessing"))
+        return 0;
+    const struct json *first = json_at(json_get(pp, "single"), 0);
+    const struct json *id = json_get(json_get(first, "SpecialToken"), "id");
+    return id && id->type == JSON_STRING && id->n == n && !memcmp(id->u.str, bos, n);
+}
+
+/* Whether a text prompt starts with BOS, as transformers' tokenizer does it:
+ * tokenizer_config.json "add_bos_token" when present; else SentencePiece
+ * tokenizers add it (LlamaTokenizer's add_bos_token defaults to true), and
+ * byte-level ones add it when tokenizer.json's post-processor does. Qwen2's
+ * (a ByteLevel post-processor, bos_token null) does not. The first
+ * Meta-Llama-3 tokenizer.json has a ByteLevel post-processor only, and Meta
+ * later added the TemplateProcessing that puts <|begin_of_text|> first: a
+ * Llama 3 pre-tokenizer gets BOS either way, as llama.cpp gives it (its
+ * llama-bpe default, src/llama-vocab.cpp). */
+static int read_add_bos(const char *dir, const struct json *config, const char *config_path,
+                        const struct source *src, int *add_bos, char *err)
+{
+    *add_bos = 1;
+    int r = config ? json_get_bool(config, config_path, "add_bos_token", JSON_OPTIONAL, add_bos,
+                                   err) : 0;
+    if (r != 0 || src->vocab.hdr.type != HEARTH_TOKENIZER_BYTE_BPE)
+        return r < 0 ? -1 : 0;
+    char path[PATH_MAX];
+    struct json_doc *doc;
+    if (join_path(path, dir, "tokenizer.json", err) < 0 ||
+        json_parse_file(path, HF_MAX_TOKENIZER_JSON_BYTES, JSON_DEFAULT_MAX_DEPTH, &doc, err) < 0)
+        return -1;
+    const struct vocab *v = &src->vocab;
+    *add_bos = post_processor_adds_bos(json_get(json_root(doc), "post_processor"),
+                                       v->pieces[src->cfg.bos_id], v->piece_bytes[src->cfg.bos_id]) ||
+               v->hdr.pre_tokenizer == HEARTH_PRE_LLAMA3;
+    json_free(doc);
+    return 0;
+}
+
+/* tokenizer_config.json "eos_token" (a string, or an AddedToken object with
+ * "content") names the token transformers' generate stops at by default;
+ * llama.cpp's converter takes the GGUF eos from it too. Llama 3 instruct
+ * configs name <|eot_id|> there while config.json may name only
+ * <|end_of_text|>. A name that is no special token of the vocabulary adds
+ * nothing. */
+static int add_config_eos(const struct json *config, const char *config_path, struct source *src,
+                          char *err)
+{
+    const struct json *e = config ? json_get(config, "eos_token") : NULL;
+    char ctx[PATH_MAX + 16];
+    snprintf(ctx, sizeof ctx, "%s: eos_token", config_path);
+    if (e && e->type == JSON_OBJECT &&
+        json_get_typed(e, ctx, "content", JSON_REQUIRED, JSON_STRING, &e, err) < 0)
+        return -1;
+    if (!e || e->type == JSON_NULL)
+        return 0;
+    if (e->type != JSON_STRING)
+        return fail(err, "%s: \"eos_token\" must be a string or an object with \"content\", found "
+                    "%s (byte %zu)", config_path, json_type_name(e->type), e->offset);
+    uint32_t id = find_special(&src->vocab, e->u.str, e->n);
+    return id == UINT32_MAX ? 0 : add_stop_id(&src->cfg, id, config_path, err);
+}
+
+/* The token that closes an assistant turn in the recognised template
+ * (<|eot_id|>, <|im_end|>) ends generation too. */
+static int add_end_of_turn(struct source *src, const char *dir, char *err)
+{
+    const char *eot = chat_template_end_of_turn(src->cfg.chat_template);
+    uint32_t id = eot ? find_special(&src->vocab, eot, strlen(eot)) : UINT32_MAX;
+    return id == UINT32_MAX ? 0 : add_stop_id(&src->cfg, id, dir, err);
+}
+
+/* What tokenizer_config.json (optional) and chat_template.jinja add to the
+ * source; runs once the vocabulary and the bos/eos ids are known. */
+static int read_chat_metadata(const char *dir, struct source *src, char *err)
+{
+    char path[PATH_MAX];
+    struct json_doc *doc = NULL;
+    const struct json *config = NULL;
+    if (join_path(path, dir, "tokenizer_config.json", err) < 0)
+        return -1;
+    if (file_exists(path)) {
+        if (read_json_file(path, &doc, err) < 0)
+            return -1;
+        config = json_root(doc);
+        if (config->type != JSON_OBJECT) {
+            fail(err, "%s: must be a JSON object, found %s", path, json_type_name(config->type));
+            json_free(doc);
+            return -1;
+        }
+    }
+    int add_bos;
+    int rc = set_chat_template(dir, config, path, &src->cfg, err);
+    if (rc == 0)
+        rc = read_add_bos(dir, config, path, src, &add_bos, err);
+    if (rc == 0 && !add_bos)
+        src->vocab.hdr.flags |= HEARTH_TOK_NO_BOS;
+    if (rc == 0)
+        rc = add_config_eos(config, path, src, err);
+    if (rc == 0)
+        rc = add_end_of_turn(src, dir, err);
+    json_free(doc);
+    return rc;
+}
+
 int hf_read(const char *dir, struct source *src, char *err)
 {
     memset(src, 0, sizeof *src);
@@ -794,10 +1030,9 @@ int hf_read(const char *dir, struct source *src, char *err)
     if (read_config(dir, &src->cfg, &x, err) < 0 || read_tensors(dir, src, &x, err) < 0 ||
         read_vocab(dir, &src->vocab, err) < 0 ||
         pad_vocab(&src->vocab, src->cfg.vocab_size, dir, err) < 0 ||
-        set_special_ids(src, &x, dir, err) < 0) {
+        set_special_ids(src, &x, dir, err) < 0 || read_chat_metadata(dir, src, err) < 0) {
         source_free(src);
         return -1;
     }
-    src->cfg.chat_template = 0;
     return 0;
 }

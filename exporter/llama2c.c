@@ -92,6 +92,9 @@ static void fill_config(struct hearth_header *cfg, const int32_t h[7])
     cfg->n_stop_ids = 2;
     cfg->stop_ids[0] = 2;
     cfg->stop_ids[1] = 1;
+    /* Prompts start with BOS (run.c generate: encode(..., bos 1, eos 0)),
+     * so the vocabulary read with --tokenizer keeps HEARTH_TOK_NO_BOS clear;
+     * these are base models: chat_template stays HEARTH_CHAT_NONE. */
 }
 
 int llama2c_read(const char *path, struct source *src, char *err)

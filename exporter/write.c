@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../chat.h"
 #include "../kernels/kernels.h"
 #include "../quant.h"
 #include "source.h"
@@ -223,6 +224,9 @@ static void plan_layout(const struct source *src, uint32_t out_type, uint64_t to
                             struct hearth_header *h, struct hearth_tensor_entry *dir)
 {
     *h = src->cfg;
+    /* readers mark a chat template they found but could not place (chat.h) */
+    if (h->chat_template == CHAT_TEMPLATE_UNRECOGNISED)
+        h->chat_template = HEARTH_CHAT_NONE;
     memcpy(h->magic, HEARTH_MAGIC, 4);
     h->version = HEARTH_VERSION;
     h->n_tensors = src->n_tensors;

@@ -336,12 +336,347 @@ AVX2 static void matvec_q4_0_avx2(float *out, const void *w, const struct q8_act
     _mm256_zeroupper();
 }
 
+/* ---- batched products (prompt prefill) ---------------------------------
+ * A tile is 8 rows (one ymm half of a 16-row group) x up to GEMM_TOKENS
+ * tokens: per block column, each 32-byte weight load (and its unpacking)
+ * serves every token of the tile, while each token keeps its own int
+ * accumulator and f32 accumulator in registers. Per output the arithmetic
+ * is exactly matvec's: the same exact int32 block dot, then one f32
+ * multiply d_w * d_a and one FMA per block, in block order. Tokens are
+ * walked in blocks of at most GEMM_ACT_BYTES of activations, so the
+ * activations a tile reads stay in L2 while every row group of [r0, r1)
+ * passes over them; a half group's weights are reused by all tiles of the
+ * token block from L1/L2. Measured figures: docs/KERNELS.md, "GEMM
+ * kernels". */
+#define GEMM_TOKENS 4
+#define GEMM_ACT_BYTES (64u * 1024u)
+
+/* Tokens per token block: a multiple of GEMM_TOKENS whose int8
+ * activations fit GEMM_ACT_BYTES (at least one tile). */
+static uint64_t gemm_token_block(uint64_t cols)
+{
+    uint64_t n = GEMM_ACT_BYTES / cols / GEMM_TOKENS * GEMM_TOKENS;
+    return n ? n : GEMM_TOKENS;
+}
+
+/* Stores the 8 results v of one tile row set at p: all of them, or the
+ * first n (a tail group: the padded rows and rows past r1 stay untouched). */
+AVX2 static inline void store_rows8(float *p, __m256 v, int n)
+{
+    if (n == 8) {
+        _mm256_storeu_ps(p, v);
+        return;
+    }
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane), v);
+}
+
+/* One Q4_0 tile: rows 8 * half .. + 7 of the group at grp, tokens t0 ..
+ * t0 + n - 1 (n a constant after inlining), results to out rows from
+ * row (the tile's first row), n_rows of them. The int16 bound is
+ * group_q4_0's: 16 products of at most 15 * 127 per lane, so the lane
+ * stays below 32767 and the per-block vpmaddwd widening is exact.
+ *
+ * The chunk loop is kept rolled on purpose: fully unrolled, gcc 12
+ * reassociates each token's chain of adds into a tree at the end of the
+ * block, keeping all 32 products alive, and spills them; rolled, every
+ * add must wait for its iteration. Measured (2048 x 2048, 64 tokens, one
+ * thread, best of 5 x 15 runs): 118 -> 150 GOP/s. */
+AVX2 static inline __attribute__((always_inline)) void
+tile_q4_0(float *out, uint64_t ldo, uint64_t row, int n_rows, const uint8_t *grp, int half,
+          uint64_t nb, const struct q8_act *a, uint64_t cols, uint64_t t0, int n)
+{
+    const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(0x0f);
+    const uint8_t *quants = grp + 32 * half, *scales = grp + nb * Q4_0_QBYTES + 16 * half;
+    const int8_t *qa = a->q + t0 * cols;
+    const float *da = a->d + t0 * nb;
+    const int32_t *sa = a->sum + t0 * nb;
+    __m256 acc[GEMM_TOKENS];
+    #pragma GCC unroll 4
+    for (int k = 0; k < n; k++)
+        acc[k] = _mm256_setzero_ps();
+    for (uint64_t b = 0; b < nb; b++) {
+        const uint8_t *q = quants + b * Q4_0_QBYTES;
+        const int8_t *ab = qa + b * QK;
+        __m256i h[GEMM_TOKENS];
+        #pragma GCC unroll 4
+        for (int k = 0; k < n; k++)
+            h[k] = _mm256_setzero_si256();
+        #pragma GCC unroll 1
+        for (int c = 0; c < 4; c++) {
+            __m256i v = load32(q + 64 * c);
+            __m256i lo = _mm256_and_si256(v, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+            #pragma GCC unroll 4
+            for (int k = 0; k < n; k++) {
+                const int8_t *ak = ab + k * cols + 8 * c;
+                __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, bcast4(ak)),
+                                             _mm256_maddubs_epi16(hi, bcast4(ak + 4)));
+                h[k] = _mm256_add_epi16(h[k], p);
+            }
+        }
+        __m256 ws = load_scales8(scales + 32 * b);
+        #pragma GCC unroll 4
+        for (int k = 0; k < n; k++) {
+            __m256i off = _mm256_slli_epi32(_mm256_set1_epi32(sa[k * nb + b]), 3);
+            __m256i i = _mm256_sub_epi32(_mm256_madd_epi16(h[k], ones), off);
+            __m256 s = _mm256_mul_ps(ws, _mm256_set1_ps(da[k * nb + b]));
+            acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), s, acc[k]);
+        }
+    }
+    #pragma GCC unroll 4
+    for (int k = 0; k < n; k++)
+        store_rows8(out + (t0 + k) * ldo + row, acc[k], n_rows);
+}
+
+/* One Q8_0 tile, as tile_q4_0 (chunk loop rolled for the same reason).
+ * Sign trick of group_q8_0: |w| (unsigned, shared by the tile's tokens)
+ * times a * sign(w); a pair sum is at most 2 * 128 * 127 < 32767, and
+ * each chunk's pairs are widened to int32 at once. */
+AVX2 static inline __attribute__((always_inline)) void
+tile_q8_0(float *out, uint64_t ldo, uint64_t row, int n_rows, const uint8_t *grp, int half,
+          uint64_t nb, const struct q8_act *a, uint64_t cols, uint64_t t0, int n)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    const uint8_t *quants = grp + 32 * half, *scales = grp + nb * Q8_0_QBYTES + 16 * half;
+    const int8_t *qa = a->q + t0 * cols;
+    const float *da = a->d + t0 * nb;
+    __m256 acc[GEMM_TOKENS];
+    #pragma GCC unroll 4
+    for (int k = 0; k < n; k++)
+        acc[k] = _mm256_setzero_ps();
+    for (uint64_t b = 0; b < nb; b++) {
+        const uint8_t *q = quants + b * Q8_0_QBYTES;
+        const int8_t *ab = qa + b * QK;
+        __m256i i[GEMM_TOKENS];
+        #pragma GCC unroll 4
+        for (int k = 0; k < n; k++)
+            i[k] = _mm256_setzero_si256();
+        #pragma GCC unroll 1
+        for (int c = 0; c < 8; c++) {
+            __m256i v = load32(q + 64 * c), u = _mm256_abs_epi8(v);
+            #pragma GCC unroll 4
+            for (int k = 0; k < n; k++) {
+                __m256i av = bcast4(ab + k * cols + 4 * c);
+                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(u, _mm256_sign_epi8(av, v)),
+                                              ones);
+                i[k] = _mm256_add_epi32(i[k], p);
+            }
+        }
+        __m256 ws = load_scales8(scales + 32 * b);
+        #pragma GCC unroll 4
+        for (int k = 0; k < n; k++) {
+            __m256 s = _mm256_mul_ps(ws, _mm256_set1_ps(da[k * nb + b]));
+            acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i[k]), s, acc[k]);
+        }
+    }
+    #pragma GCC unroll 4
+    for (int k = 0; k < n; k++)
+        store_rows8(out + (t0 + k) * ldo + row, acc[k], n_rows);
+}
+
+/* Either tile, by type (a constant after inlining). */
+AVX2 static inline __attribute__((always_inline)) void
+tile_packed(int is_q4, float *out, uint64_t ldo, uint64_t row, int n_rows, const uint8_t *grp,
+            int half, uint64_t nb, const struct q8_act *a, uint64_t cols, uint64_t t0, int n)
+{
+    if (is_q4)
+        tile_q4_0(out, ldo, row, n_rows, grp, half, nb, a, cols, t0, n);
+    else
+        tile_q8_0(out, ldo, row, n_rows, grp, half, nb, a, cols, t0, n);
+}
+
+/* Token blocks, then the half groups of [r0, r1) (a half wholly past r1 is
+ * skipped), then tiles of GEMM_TOKENS tokens and one tile of the 1..3
+ * left. */
+AVX2 static inline __attribute__((always_inline)) void
+gemm_packed(int is_q4, float *out, uint64_t ldo, const void *w, const struct q8_act *a,
+            uint64_t n_tok, uint64_t cols, uint64_t r0, uint64_t r1)
+{
+    uint64_t nb = cols / QK;
+    uint64_t stride = nb * ((is_q4 ? Q4_0_QBYTES : Q8_0_QBYTES) + 2 * ROW_GROUP);
+    uint64_t tblock = gemm_token_block(cols);
+    for (uint64_t tb = 0; tb < n_tok; tb += tblock) {
+        uint64_t te = n_tok - tb < tblock ? n_tok : tb + tblock;
+        for (uint64_t g = r0 / ROW_GROUP; g * ROW_GROUP < r1; g++) {
+            const uint8_t *grp = (const uint8_t *)w + g * stride;
+            for (int half = 0; half < 2; half++) {
+                uint64_t row = g * ROW_GROUP + 8u * (unsigned)half;
+                if (row >= r1)
+                    break;
+                int n_rows = r1 - row < 8 ? (int)(r1 - row) : 8;
+                uint64_t t = tb;
+                for (; t + GEMM_TOKENS <= te; t += GEMM_TOKENS)
+                    tile_packed(is_q4, out, ldo, row, n_rows, grp, half, nb, a, cols, t, 4);
+                if (te - t == 3)
+                    tile_packed(is_q4, out, ldo, row, n_rows, grp, half, nb, a, cols, t, 3);
+                else if (te - t == 2)
+                    tile_packed(is_q4, out, ldo, row, n_rows, grp, half, nb, a, cols, t, 2);
+                else if (te - t == 1)
+                    tile_packed(is_q4, out, ldo, row, n_rows, grp, half, nb, a, cols, t, 1);
+            }
+        }
+    }
+}
+
+AVX2 static void gemm_q4_0_avx2(float *out, uint64_t ldo, const void *w, const struct q8_act *a,
+                                uint32_t n_tok, uint64_t cols, uint64_t r0, uint64_t r1)
+{
+    gemm_packed(1, out, ldo, w, a, n_tok, cols, r0, r1);
+    _mm256_zeroupper(); /* see matvec_q8_0_avx2 */
+}
+
+AVX2 static void gemm_q8_0_avx2(float *out, uint64_t ldo, const void *w, const struct q8_act *a,
+                                uint32_t n_tok, uint64_t cols, uint64_t r0, uint64_t r1)
+{
+    gemm_packed(0, out, ldo, w, a, n_tok, cols, r0, r1);
+    _mm256_zeroupper(); /* see matvec_q8_0_avx2 */
+}
+
+/* F32 tiles: F32_ROWS rows x F32_TOKENS tokens, each output with the two
+ * ymm of partial sums f32_rows keeps (columns c .. c + 15 feed lanes 0..7
+ * of the first and 0..7 of the second), updated by the same FMAs in the
+ * same column order, and the same tail (masked loads give 0, and
+ * fma(0, 0, s) = s as s is never -0) and tree; so each output is
+ * matvec_f32_avx2's. 2 x 3 uses 12 accumulators, 2 weight and 1
+ * activation register per half step. Tokens are walked in blocks whose
+ * activations fit GEMM_F32_BYTES, so they stay in L2 across rows. */
+#define F32_ROWS 2
+#define F32_TOKENS 3
+#define GEMM_F32_BYTES (96u * 1024u)
+
+AVX2 static inline __attribute__((always_inline)) void
+tile_f32(float *out, uint64_t ldo, const float *w, const float *x, uint64_t cols, uint64_t r,
+         uint64_t t0, int nr, int nt)
+{
+    const float *wr = w + r * cols, *xt = x + t0 * cols;
+    __m256 s[F32_ROWS][F32_TOKENS][2];
+    #pragma GCC unroll 2
+    for (int i = 0; i < nr; i++)
+        #pragma GCC unroll 3
+        for (int j = 0; j < nt; j++)
+            s[i][j][0] = s[i][j][1] = _mm256_setzero_ps();
+    uint64_t c = 0;
+    for (; c + 16 <= cols; c += 16) {
+        #pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m256 wv[F32_ROWS];
+            #pragma GCC unroll 2
+            for (int i = 0; i < nr; i++)
+                wv[i] = _mm256_loadu_ps(wr + i * cols + c + 8 * h);
+            #pragma GCC unroll 3
+            for (int j = 0; j < nt; j++) {
+                __m256 xv = _mm256_loadu_ps(xt + j * cols + c + 8 * h);
+                #pragma GCC unroll 2
+                for (int i = 0; i < nr; i++)
+                    s[i][j][h] = _mm256_fmadd_ps(wv[i], xv, s[i][j][h]);
+            }
+        }
+    }
+    if (c < cols) {
+        const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        int rem = (int)(cols - c);
+        __m256i m[2] = {_mm256_cmpgt_epi32(_mm256_set1_epi32(rem), lane),
+                        _mm256_cmpgt_epi32(_mm256_set1_epi32(rem - 8), lane)};
+        #pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m256 wv[F32_ROWS];
+            #pragma GCC unroll 2
+            for (int i = 0; i < nr; i++)
+                wv[i] = _mm256_maskload_ps(wr + i * cols + c + 8 * h, m[h]);
+            #pragma GCC unroll 3
+            for (int j = 0; j < nt; j++) {
+                __m256 xv = _mm256_maskload_ps(xt + j * cols + c + 8 * h, m[h]);
+                #pragma GCC unroll 2
+                for (int i = 0; i < nr; i++)
+                    s[i][j][h] = _mm256_fmadd_ps(wv[i], xv, s[i][j][h]);
+            }
+        }
+    }
+    #pragma GCC unroll 2
+    for (int i = 0; i < nr; i++)
+        #pragma GCC unroll 3
+        for (int j = 0; j < nt; j++)
+            out[(t0 + j) * ldo + r + i] = f32_tree(s[i][j][0], s[i][j][1]);
+}
+
+/* All tokens t0 .. t0 + nt - 1 against rows [r0, r1), rows in pairs. */
+AVX2 static inline __attribute__((always_inline)) void
+rows_f32(float *out, uint64_t ldo, const float *w, const float *x, uint64_t cols, uint64_t r0,
+         uint64_t r1, uint64_t t0, int nt)
+{
+    uint64_t r = r0;
+    for (; r + F32_ROWS <= r1; r += F32_ROWS)
+        tile_f32(out, ldo, w, x, cols, r, t0, F32_ROWS, nt);
+    if (r < r1)
+        tile_f32(out, ldo, w, x, cols, r, t0, 1, nt);
+}
+
+AVX2 static void gemm_f32_avx2(float *out, uint64_t ldo, const float *w, const float *x,
+                               uint32_t n_tok, uint64_t cols, uint64_t r0, uint64_t r1)
+{
+    uint64_t tblock = GEMM_F32_BYTES / (cols * sizeof(float)) / F32_TOKENS * F32_TOKENS;
+    if (tblock == 0)
+        tblock = F32_TOKENS;
+    for (uint64_t tb = 0; tb < n_tok; tb += tblock) {
+        uint64_t te = n_tok - tb < tblock ? n_tok : tb + tblock;
+        for (uint64_t r = r0; r < r1; r += F32_ROWS) {
+            uint64_t re = r1 - r < F32_ROWS ? r1 : r + F32_ROWS;
+            uint64_t t = tb;
+            for (; t + F32_TOKENS <= te; t += F32_TOKENS)
+                rows_f32(out, ldo, w, x, cols, r, re, t, F32_TOKENS);
+            if (te - t == 2)
+                rows_f32(out, ldo, w, x, cols, r, re, t, 2);
+            else if (te - t == 1)
+                rows_f32(out, ldo, w, x, cols, r, re, t, 1);
+        }
+    }
+    _mm256_zeroupper(); /* see matvec_q8_0_avx2 */
+}
+
+/* The int8 peak probe (kernels.h): 8 triples vpmaddubsw + vpmaddwd +
+ * vpaddd per iteration on 4 accumulators, from registers only. The empty
+ * asm statements make the weight-like operands opaque each iteration, so
+ * the compiler cannot hoist the products out of the loop or share them
+ * between accumulators; they emit no instruction. One vpmaddubsw is 32
+ * byte multiplies whose results vpmaddubsw, vpmaddwd and vpaddd add up:
+ * 32 multiply-adds, counted as 64 operations. */
+AVX2 static uint64_t int8_peak_loop_avx2(uint64_t n_iter, int32_t *sink)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i s0 = _mm256_set1_epi8(3), s1 = _mm256_set1_epi8(-5);
+    __m256i acc[4], u[4];
+    for (int k = 0; k < 4; k++) {
+        acc[k] = _mm256_setzero_si256();
+        u[k] = _mm256_set1_epi8((char)(k + 1));
+    }
+    for (uint64_t it = 0; it < n_iter; it++) {
+        #pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            __asm__("" : "+x"(u[k]));
+            acc[k] = _mm256_add_epi32(acc[k], _mm256_madd_epi16(_mm256_maddubs_epi16(u[k], s0), ones));
+            acc[k] = _mm256_add_epi32(acc[k], _mm256_madd_epi16(_mm256_maddubs_epi16(u[k], s1), ones));
+        }
+    }
+    __m256i t = _mm256_add_epi32(_mm256_add_epi32(acc[0], acc[1]), _mm256_add_epi32(acc[2], acc[3]));
+    __m128i t4 = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+    t4 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0x4e));
+    t4 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0xb1));
+    *sink = _mm_cvtsi128_si32(t4);
+    _mm256_zeroupper(); /* see matvec_q8_0_avx2 */
+    return n_iter * 8u * 64u;
+}
+
 const struct kernels kernels_avx2 = {
     .name = "avx2",
     .matvec_f32 = matvec_f32_avx2,
     .matvec_q8_0 = matvec_q8_0_avx2,
     .matvec_q4_0 = matvec_q4_0_avx2,
     .quantize_act = quantize_act_avx2,
+    .gemm_f32 = gemm_f32_avx2,
+    .gemm_q8_0 = gemm_q8_0_avx2,
+    .gemm_q4_0 = gemm_q4_0_avx2,
+    .int8_peak_loop = int8_peak_loop_avx2,
 };
 
 #else

@@ -231,12 +231,313 @@ AVX512 static void matvec_q4_0_avx512(float *out, const void *w, const struct q8
     _mm256_zeroupper(); /* gcc 12 omits it here; see avx2.c matvec_q8_0_avx2 */
 }
 
+/* ---- batched products (prompt prefill) ---------------------------------
+ * A tile is one 16-row group (one zmm, lane r = row 16g + r) x up to
+ * GEMM_TOKENS tokens: per block column each 64-byte weight load, and its
+ * unpacking, serves every token of the tile; each token keeps two int32
+ * accumulators (two dependency chains, as the matrix x vector kernels) and
+ * one f32 accumulator in registers: 8 x 3 + 3 of the 32 zmm. Per output
+ * the arithmetic is exactly group_q8_0's / group_q4_0's: the same exact
+ * int32 block dot, one f32 multiply d_w * d_a and one FMA per block, in
+ * block order. Tokens are walked in blocks of at most GEMM_ACT_BYTES of
+ * activations, so they stay in L2 while the groups of [r0, r1) pass over
+ * them. Not timed: the development machine has no AVX-512 (the tile sizes
+ * come from the register count and vpdpbusd's latency; avx2.c's were
+ * measured). Checked bit for bit in emulation, tests/emulated/. */
+#define GEMM_TOKENS 8
+#define GEMM_ACT_BYTES (64u * 1024u)
+
+/* Tokens per token block: a multiple of GEMM_TOKENS whose int8
+ * activations fit GEMM_ACT_BYTES (at least one tile). */
+static uint64_t gemm_token_block(uint64_t cols)
+{
+    uint64_t n = GEMM_ACT_BYTES / cols / GEMM_TOKENS * GEMM_TOKENS;
+    return n ? n : GEMM_TOKENS;
+}
+
+/* One Q4_0 tile: group grp (its first row g * 16), tokens t0 .. t0 + n - 1
+ * (n a constant after inlining). As group_q4_0: low nibbles against
+ * activations 8c..8c+3, high nibbles against 8c+4..8c+7, the first chain
+ * starting at -8 * sum_a. */
+AVX512 static inline __attribute__((always_inline)) void
+tile_q4_0(float *out, uint64_t ldo, uint64_t g, uint64_t r0, uint64_t r1, const uint8_t *grp,
+          uint64_t nb, const struct q8_act *a, uint64_t cols, uint64_t t0, int n)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const uint8_t *scales = grp + nb * Q4_0_QBYTES;
+    const int8_t *qa = a->q + t0 * cols;
+    const float *da = a->d + t0 * nb;
+    const int32_t *sa = a->sum + t0 * nb;
+    __m512 acc[GEMM_TOKENS];
+    #pragma GCC unroll 8
+    for (int k = 0; k < n; k++)
+        acc[k] = _mm512_setzero_ps();
+    for (uint64_t b = 0; b < nb; b++) {
+        const uint8_t *q = grp + b * Q4_0_QBYTES;
+        const int8_t *ab = qa + b * QK;
+        __m512i i0[GEMM_TOKENS], i1[GEMM_TOKENS];
+        #pragma GCC unroll 8
+        for (int k = 0; k < n; k++) {
+            i0[k] = _mm512_set1_epi32(-8 * sa[k * nb + b]);
+            i1[k] = _mm512_setzero_si512();
+        }
+        #pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            __m512i v = load64(q + 64 * c);
+            __m512i low = _mm512_and_si512(v, m4);
+            __m512i high = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            #pragma GCC unroll 8
+            for (int k = 0; k < n; k++) {
+                const int8_t *ak = ab + k * cols + 8 * c;
+                i0[k] = _mm512_dpbusd_epi32(i0[k], low, bcast4(ak));
+                i1[k] = _mm512_dpbusd_epi32(i1[k], high, bcast4(ak + 4));
+            }
+        }
+        __m512 ws = load_scales16(scales + 32 * b);
+        #pragma GCC unroll 8
+        for (int k = 0; k < n; k++) {
+            __m512 s = _mm512_mul_ps(ws, _mm512_set1_ps(da[k * nb + b]));
+            __m512i i = _mm512_add_epi32(i0[k], i1[k]);
+            acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), s, acc[k]);
+        }
+    }
+    #pragma GCC unroll 8
+    for (int k = 0; k < n; k++)
+        store_group(out + (t0 + k) * ldo, acc[k], g, r0, r1);
+}
+
+/* One Q8_0 tile, as tile_q4_0 with group_q8_0's arithmetic: w XOR 0x80 =
+ * w + 128 (unsigned, shared by the tile's tokens), the even chunks' chain
+ * starting at -128 * sum_a. */
+AVX512 static inline __attribute__((always_inline)) void
+tile_q8_0(float *out, uint64_t ldo, uint64_t g, uint64_t r0, uint64_t r1, const uint8_t *grp,
+          uint64_t nb, const struct q8_act *a, uint64_t cols, uint64_t t0, int n)
+{
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    const uint8_t *scales = grp + nb * Q8_0_QBYTES;
+    const int8_t *qa = a->q + t0 * cols;
+    const float *da = a->d + t0 * nb;
+    const int32_t *sa = a->sum + t0 * nb;
+    __m512 acc[GEMM_TOKENS];
+    #pragma GCC unroll 8
+    for (int k = 0; k < n; k++)
+        acc[k] = _mm512_setzero_ps();
+    for (uint64_t b = 0; b < nb; b++) {
+        const uint8_t *q = grp + b * Q8_0_QBYTES;
+        const int8_t *ab = qa + b * QK;
+        __m512i i0[GEMM_TOKENS], i1[GEMM_TOKENS];
+        #pragma GCC unroll 8
+        for (int k = 0; k < n; k++) {
+            i0[k] = _mm512_set1_epi32(-128 * sa[k * nb + b]);
+            i1[k] = _mm512_setzero_si512();
+        }
+        #pragma GCC unroll 4
+        for (int c = 0; c < 8; c += 2) {
+            __m512i u0 = _mm512_xor_si512(load64(q + 64 * c), flip);
+            __m512i u1 = _mm512_xor_si512(load64(q + 64 * c + 64), flip);
+            #pragma GCC unroll 8
+            for (int k = 0; k < n; k++) {
+                const int8_t *ak = ab + k * cols + 4 * c;
+                i0[k] = _mm512_dpbusd_epi32(i0[k], u0, bcast4(ak));
+                i1[k] = _mm512_dpbusd_epi32(i1[k], u1, bcast4(ak + 4));
+            }
+        }
+        __m512 ws = load_scales16(scales + 32 * b);
+        #pragma GCC unroll 8
+        for (int k = 0; k < n; k++) {
+            __m512 s = _mm512_mul_ps(ws, _mm512_set1_ps(da[k * nb + b]));
+            __m512i i = _mm512_add_epi32(i0[k], i1[k]);
+            acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), s, acc[k]);
+        }
+    }
+    #pragma GCC unroll 8
+    for (int k = 0; k < n; k++)
+        store_group(out + (t0 + k) * ldo, acc[k], g, r0, r1);
+}
+
+/* Either tile, by type (a constant after inlining). */
+AVX512 static inline __attribute__((always_inline)) void
+tile_packed(int is_q4, float *out, uint64_t ldo, uint64_t g, uint64_t r0, uint64_t r1,
+            const uint8_t *grp, uint64_t nb, const struct q8_act *a, uint64_t cols, uint64_t t0,
+            int n)
+{
+    if (is_q4)
+        tile_q4_0(out, ldo, g, r0, r1, grp, nb, a, cols, t0, n);
+    else
+        tile_q8_0(out, ldo, g, r0, r1, grp, nb, a, cols, t0, n);
+}
+
+/* Token blocks, then the groups of [r0, r1), then tiles of GEMM_TOKENS
+ * tokens, then the 1..7 tokens left as tiles of 4, 2 and 1. */
+AVX512 static inline __attribute__((always_inline)) void
+gemm_packed(int is_q4, float *out, uint64_t ldo, const void *w, const struct q8_act *a,
+            uint64_t n_tok, uint64_t cols, uint64_t r0, uint64_t r1)
+{
+    uint64_t nb = cols / QK;
+    uint64_t stride = nb * ((is_q4 ? Q4_0_QBYTES : Q8_0_QBYTES) + 2 * ROW_GROUP);
+    uint64_t tblock = gemm_token_block(cols);
+    for (uint64_t tb = 0; tb < n_tok; tb += tblock) {
+        uint64_t te = n_tok - tb < tblock ? n_tok : tb + tblock;
+        for (uint64_t g = r0 / ROW_GROUP; g * ROW_GROUP < r1; g++) {
+            const uint8_t *grp = (const uint8_t *)w + g * stride;
+            uint64_t t = tb;
+            for (; t + GEMM_TOKENS <= te; t += GEMM_TOKENS)
+                tile_packed(is_q4, out, ldo, g, r0, r1, grp, nb, a, cols, t, GEMM_TOKENS);
+            if (te - t >= 4) {
+                tile_packed(is_q4, out, ldo, g, r0, r1, grp, nb, a, cols, t, 4);
+                t += 4;
+            }
+            if (te - t >= 2) {
+                tile_packed(is_q4, out, ldo, g, r0, r1, grp, nb, a, cols, t, 2);
+                t += 2;
+            }
+            if (te - t == 1)
+                tile_packed(is_q4, out, ldo, g, r0, r1, grp, nb, a, cols, t, 1);
+        }
+    }
+}
+
+AVX512 static void gemm_q4_0_avx512(float *out, uint64_t ldo, const void *w,
+                                    const struct q8_act *a, uint32_t n_tok, uint64_t cols,
+                                    uint64_t r0, uint64_t r1)
+{
+    gemm_packed(1, out, ldo, w, a, n_tok, cols, r0, r1);
+    _mm256_zeroupper(); /* gcc 12 omits it here; see avx2.c matvec_q8_0_avx2 */
+}
+
+AVX512 static void gemm_q8_0_avx512(float *out, uint64_t ldo, const void *w,
+                                    const struct q8_act *a, uint32_t n_tok, uint64_t cols,
+                                    uint64_t r0, uint64_t r1)
+{
+    gemm_packed(0, out, ldo, w, a, n_tok, cols, r0, r1);
+    _mm256_zeroupper(); /* gcc 12 omits it here; see avx2.c matvec_q8_0_avx2 */
+}
+
+/* F32 tiles: F32_ROWS rows x F32_TOKENS tokens, one zmm of partial sums per
+ * output updated by the FMAs of f32_rows in the same column order, the
+ * same masked tail (lanes past cols % 16 keep their sum) and the same
+ * tree, so each output is matvec_f32_avx512's. 4 x 4 = 16 accumulators,
+ * 4 weight registers and 1 activation register per step. */
+#define F32_ROWS 4
+#define F32_TOKENS 4
+#define GEMM_F32_BYTES (96u * 1024u)
+
+AVX512 static inline __attribute__((always_inline)) void
+tile_f32(float *out, uint64_t ldo, const float *w, const float *x, uint64_t cols, uint64_t r,
+         uint64_t t0, int nr, int nt)
+{
+    const float *wr = w + r * cols, *xt = x + t0 * cols;
+    __m512 s[F32_ROWS][F32_TOKENS];
+    #pragma GCC unroll 4
+    for (int i = 0; i < nr; i++)
+        #pragma GCC unroll 4
+        for (int j = 0; j < nt; j++)
+            s[i][j] = _mm512_setzero_ps();
+    uint64_t c = 0;
+    for (; c + 16 <= cols; c += 16) {
+        __m512 wv[F32_ROWS];
+        #pragma GCC unroll 4
+        for (int i = 0; i < nr; i++)
+            wv[i] = _mm512_loadu_ps(wr + i * cols + c);
+        #pragma GCC unroll 4
+        for (int j = 0; j < nt; j++) {
+            __m512 xv = _mm512_loadu_ps(xt + j * cols + c);
+            #pragma GCC unroll 4
+            for (int i = 0; i < nr; i++)
+                s[i][j] = _mm512_fmadd_ps(wv[i], xv, s[i][j]);
+        }
+    }
+    if (c < cols) {
+        __mmask16 k = (__mmask16)((1u << (cols - c)) - 1u);
+        __m512 wv[F32_ROWS];
+        #pragma GCC unroll 4
+        for (int i = 0; i < nr; i++)
+            wv[i] = _mm512_maskz_loadu_ps(k, wr + i * cols + c);
+        #pragma GCC unroll 4
+        for (int j = 0; j < nt; j++) {
+            __m512 xv = _mm512_maskz_loadu_ps(k, xt + j * cols + c);
+            #pragma GCC unroll 4
+            for (int i = 0; i < nr; i++)
+                s[i][j] = _mm512_mask3_fmadd_ps(wv[i], xv, s[i][j], k);
+        }
+    }
+    #pragma GCC unroll 4
+    for (int i = 0; i < nr; i++)
+        #pragma GCC unroll 4
+        for (int j = 0; j < nt; j++)
+            out[(t0 + j) * ldo + r + i] = f32_tree(s[i][j]);
+}
+
+/* Tokens t0 .. t0 + nt - 1 against rows [r, re) (re - r <= F32_ROWS). */
+AVX512 static inline __attribute__((always_inline)) void
+rows_f32(float *out, uint64_t ldo, const float *w, const float *x, uint64_t cols, uint64_t r,
+         uint64_t re, uint64_t t0, int nt)
+{
+    if (re - r == 4)
+        tile_f32(out, ldo, w, x, cols, r, t0, 4, nt);
+    else
+        for (; r < re; r++)
+            tile_f32(out, ldo, w, x, cols, r, t0, 1, nt);
+}
+
+AVX512 static void gemm_f32_avx512(float *out, uint64_t ldo, const float *w, const float *x,
+                                   uint32_t n_tok, uint64_t cols, uint64_t r0, uint64_t r1)
+{
+    uint64_t tblock = GEMM_F32_BYTES / (cols * sizeof(float)) / F32_TOKENS * F32_TOKENS;
+    if (tblock == 0)
+        tblock = F32_TOKENS;
+    for (uint64_t tb = 0; tb < n_tok; tb += tblock) {
+        uint64_t te = n_tok - tb < tblock ? n_tok : tb + tblock;
+        for (uint64_t r = r0; r < r1; r += F32_ROWS) {
+            uint64_t re = r1 - r < F32_ROWS ? r1 : r + F32_ROWS;
+            uint64_t t = tb;
+            for (; t + F32_TOKENS <= te; t += F32_TOKENS)
+                rows_f32(out, ldo, w, x, cols, r, re, t, F32_TOKENS);
+            for (; t < te; t++)
+                rows_f32(out, ldo, w, x, cols, r, re, t, 1);
+        }
+    }
+    _mm256_zeroupper(); /* gcc 12 omits it here; see avx2.c matvec_q8_0_avx2 */
+}
+
+/* The int8 peak probe (kernels.h): 12 independent vpdpbusd accumulators
+ * per iteration, enough to cover its latency (5 cycles on Ice Lake) at up
+ * to two per cycle, from registers only: the accumulators are both input
+ * and output, so nothing can be hoisted, and the operands come from n_iter
+ * so nothing is known at compile time. One vpdpbusd is 64 byte
+ * multiply-adds, counted as 128 operations. */
+#define PEAK_CHAINS 12
+
+AVX512 static uint64_t int8_peak_loop_avx512(uint64_t n_iter, int32_t *sink)
+{
+    const __m512i u = _mm512_set1_epi8((char)(n_iter | 1));
+    const __m512i s = _mm512_set1_epi8((char)(3 + (n_iter & 4)));
+    __m512i acc[PEAK_CHAINS];
+    for (int k = 0; k < PEAK_CHAINS; k++)
+        acc[k] = _mm512_set1_epi32(k);
+    for (uint64_t it = 0; it < n_iter; it++) {
+        #pragma GCC unroll 12
+        for (int k = 0; k < PEAK_CHAINS; k++)
+            acc[k] = _mm512_dpbusd_epi32(acc[k], u, s);
+    }
+    __m512i t = acc[0];
+    for (int k = 1; k < PEAK_CHAINS; k++)
+        t = _mm512_add_epi32(t, acc[k]);
+    *sink = _mm512_reduce_add_epi32(t);
+    _mm256_zeroupper(); /* gcc 12 omits it here; see avx2.c matvec_q8_0_avx2 */
+    return n_iter * PEAK_CHAINS * 128u;
+}
+
 const struct kernels kernels_avx512 = {
     .name = "avx512",
     .matvec_f32 = matvec_f32_avx512,
     .matvec_q8_0 = matvec_q8_0_avx512,
     .matvec_q4_0 = matvec_q4_0_avx512,
     .quantize_act = quantize_act_avx512,
+    .gemm_f32 = gemm_f32_avx512,
+    .gemm_q8_0 = gemm_q8_0_avx512,
+    .gemm_q4_0 = gemm_q4_0_avx512,
+    .int8_peak_loop = int8_peak_loop_avx512,
 };
 
 #else

@@ -44,6 +44,10 @@
  *         exact); acc = fmaf((float)i, d_w * d_a, acc).
  *   Q4_0: the same with i = sum_k q_w * q_a - 8 * sum_a (int32, exact, equal
  *         to sum_k (q_w - 8) * q_a).
+ *
+ * The batched products (gemm_*, prompt prefill) compute many tokens at once
+ * but keep this order for every output, so each token's results are the
+ * bits matvec_* gives for that token alone.
  */
 #ifndef HEARTH_KERNELS_H
 #define HEARTH_KERNELS_H
@@ -89,6 +93,29 @@ struct kernels {
                         uint64_t r0, uint64_t r1);
     /* Quantizes x[n] (n a multiple of QK) into a. */
     void (*quantize_act)(const float *x, uint64_t n, struct q8_act *a);
+    /* Batched products (prompt prefill): for every token t < n_tok and row
+     * r in [r0, r1), out[t * ldo + r] = exactly what matvec_X would write to
+     * (out + t * ldo)[r] for token t alone (bit-identical: same per-output
+     * accumulation order). r0/r1 rules as for matvec_*. Nothing else of out
+     * is written (not the rows outside [r0, r1), not the padded rows). */
+    void (*gemm_f32)(float *out, uint64_t ldo, const float *w,
+                     const float *x /* n_tok rows of cols, row stride cols */, uint32_t n_tok,
+                     uint64_t cols, uint64_t r0, uint64_t r1);
+    /* a holds n_tok * cols quantized values, token t's at a->q + t * cols,
+     * a->d + t * cols / 32, a->sum + t * cols / 32 (quantize_act over
+     * n_tok * cols values produces exactly this, blocks being independent). */
+    void (*gemm_q8_0)(float *out, uint64_t ldo, const void *w, const struct q8_act *a,
+                      uint32_t n_tok, uint64_t cols, uint64_t r0, uint64_t r1);
+    void (*gemm_q4_0)(float *out, uint64_t ldo, const void *w, const struct q8_act *a,
+                      uint32_t n_tok, uint64_t cols, uint64_t r0, uint64_t r1);
+    /* The int8 peak probe: n_iter iterations of a register-only loop of this
+     * ISA's int8 multiply-accumulate instructions (AVX2: vpmaddubsw +
+     * vpmaddwd + vpaddd on independent accumulators; AVX-512: vpdpbusd), no
+     * memory traffic; returns the number of int8 operations done (a multiply
+     * and an add count as 2), and stores something derived from the
+     * accumulators into *sink so nothing is optimized away. Scalar: NULL.
+     * The bench times it. */
+    uint64_t (*int8_peak_loop)(uint64_t n_iter, int32_t *sink);
 };
 
 extern const struct kernels kernels_scalar;

@@ -1,5 +1,6 @@
 /* kernels/scalar.c - the reference kernels in plain C: activation
- * quantization and the F32 / Q8_0 / Q4_0 matrix x vector products.
+ * quantization, the F32 / Q8_0 / Q4_0 matrix x vector products and their
+ * batched forms (gemm_*, defined as one matrix x vector product per token).
  *
  * These are the definition (kernels.h): every SIMD kernel must return the
  * same bits, so each loop here spells out the accumulation order of the
@@ -143,10 +144,48 @@ static void matvec_q4_0_scalar(float *out, const void *w, const struct q8_act *a
     matvec_packed(out, w, a, cols, r0, r1, 1);
 }
 
+/* The batched products are the matrix x vector products token by token:
+ * that is their definition (kernels.h), spelt out. Token t's activations
+ * start t * cols values (t * cols / QK blocks) into a. */
+static void gemm_f32_scalar(float *out, uint64_t ldo, const float *w, const float *x,
+                            uint32_t n_tok, uint64_t cols, uint64_t r0, uint64_t r1)
+{
+    for (uint64_t t = 0; t < n_tok; t++)
+        matvec_f32_scalar(out + t * ldo, w, x + t * cols, cols, r0, r1);
+}
+
+static struct q8_act token_act(const struct q8_act *a, uint64_t t, uint64_t cols)
+{
+    struct q8_act at = {a->q + t * cols, a->d + t * (cols / QK), a->sum + t * (cols / QK)};
+    return at;
+}
+
+static void gemm_q8_0_scalar(float *out, uint64_t ldo, const void *w, const struct q8_act *a,
+                             uint32_t n_tok, uint64_t cols, uint64_t r0, uint64_t r1)
+{
+    for (uint64_t t = 0; t < n_tok; t++) {
+        struct q8_act at = token_act(a, t, cols);
+        matvec_packed(out + t * ldo, w, &at, cols, r0, r1, 0);
+    }
+}
+
+static void gemm_q4_0_scalar(float *out, uint64_t ldo, const void *w, const struct q8_act *a,
+                             uint32_t n_tok, uint64_t cols, uint64_t r0, uint64_t r1)
+{
+    for (uint64_t t = 0; t < n_tok; t++) {
+        struct q8_act at = token_act(a, t, cols);
+        matvec_packed(out + t * ldo, w, &at, cols, r0, r1, 1);
+    }
+}
+
 const struct kernels kernels_scalar = {
     .name = "scalar",
     .matvec_f32 = matvec_f32_scalar,
     .matvec_q8_0 = matvec_q8_0_scalar,
     .matvec_q4_0 = matvec_q4_0_scalar,
     .quantize_act = quantize_act_scalar,
+    .gemm_f32 = gemm_f32_scalar,
+    .gemm_q8_0 = gemm_q8_0_scalar,
+    .gemm_q4_0 = gemm_q4_0_scalar,
+    .int8_peak_loop = NULL, /* no int8 SIMD to probe */
 };

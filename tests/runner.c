@@ -26,11 +26,16 @@
 #pragma weak bpe_tests
 #pragma weak gguf_tests
 #pragma weak families_tests
+#pragma weak gemm_tests
+#pragma weak nfc_tests
+#pragma weak chat_tests
+#pragma weak stop_tests
+#pragma weak prefill_tests
 static const struct test_case *const suites[] = {
     quant_tests, tokenizer_tests, json_tests, hf_tests,
     sampler_tests, kernels_tests, model_tests, export_tests, cli_tests,
     bpe_tests,
-    gguf_tests, families_tests,
+    gguf_tests, families_tests, gemm_tests, nfc_tests, chat_tests, stop_tests, prefill_tests,
 };
 
 static int checks_failed_in_test;

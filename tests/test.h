@@ -29,6 +29,11 @@ extern const struct test_case kernels_tests[];
 extern const struct test_case bpe_tests[];
 extern const struct test_case gguf_tests[];
 extern const struct test_case families_tests[];
+extern const struct test_case gemm_tests[];
+extern const struct test_case nfc_tests[];
+extern const struct test_case chat_tests[];
+extern const struct test_case stop_tests[];
+extern const struct test_case prefill_tests[];
 
 void test_check(int ok, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

@@ -74,7 +74,7 @@ static void test_tokenize(void)
 static void test_ids_logits(void)
 {
     char *ref = test_read_file("tests/data/ref/stories260K_logits.txt", NULL);
-    char *out = run_expect("./run --ids \"1 403 407 261 378\" --logits", 0, NULL);
+    char *out = run_expect("./run --ids \"1 403 407 261 378\" --logits --kv-type f32", 0, NULL);
     CHECK(count_lines(out) == 512, "expected 512 logit lines, got %d", count_lines(out));
     char *row = ref ? strstr(ref, "\n4 378 ") : NULL;
     CHECK(row != NULL, "reference row for pos 4 missing");
@@ -179,13 +179,76 @@ static void test_context_limits(void)
     for (int i = 0; i < 600; i++)
         p += sprintf(p, "tree ");
     sprintf(p, "\"");
-    expect_error(cmd, 1, "longer than the model's context");
+    expect_error(cmd, 1, "longer than the context of 512 positions");
     free(cmd);
     char *err = NULL;
     char *out = run_expect("./run -t 0 -n 100000", 0, &err);
     CHECK(err && strstr(err, "clamped to 512"), "-n beyond context not reported: %s",
           err ? err : "");
     free(out), free(err);
+}
+
+/* --batch changes how the prompt is run, never the text: the same greedy
+ * continuation for token-by-token, odd and default batches. */
+static void test_batch_same_text(void)
+{
+    const char *base = "./run -t 0 -n 120 -i \"Once upon a time, there was a little girl named "
+                       "Lily. She loved to play outside in the park with her friends.\"";
+    char cmd[512];
+    char *texts[3];
+    const char *extra[3] = {"--batch 1", "--batch 7", ""};
+    for (int i = 0; i < 3; i++) {
+        snprintf(cmd, sizeof cmd, "%s %s", base, extra[i]);
+        texts[i] = run_expect(cmd, 0, NULL);
+    }
+    for (int i = 1; i < 3; i++)
+        CHECK(texts[0] && texts[i] && !strcmp(texts[0], texts[i]),
+              "'%s' and '--batch 1' gave different text:\n%s\n%s", extra[i],
+              texts[i] ? texts[i] : "", texts[0] ? texts[0] : "");
+    for (int i = 0; i < 3; i++)
+        free(texts[i]);
+}
+
+/* --ctx, --batch, --kv-type and the sampling options: out-of-range values
+ * get a message naming the option; --info reports the memory a context
+ * takes. */
+static void test_context_options(void)
+{
+    expect_error("./run --ctx 513", 1, "trained context of 512");
+    expect_error("./run --ctx 0", 1, "--ctx");
+    expect_error("./run --batch 0", 1, "--batch");
+    expect_error("./run --kv-type q8_0", 1, "--kv-type");
+    expect_error("./run --top-k -1", 1, "top_k");
+    expect_error("./run --min-p 1.5", 1, "min_p");
+    expect_error("./run --repeat-penalty 0", 1, "repeat");
+    expect_error("./run --stop \"\"", 1, "--stop");
+    expect_error("./run --ctx 64 -t 0 -i \"Once upon a time there was a girl who liked to play "
+                 "in the garden with her dog and her cat and her friends and they all had fun in "
+                 "the sun all day long until the night came and the stars\"",
+                 1, "longer than the context of 64");
+    char *out = run_expect("./run --info --ctx 256 --kv-type f32", 0, NULL);
+    /* stories260K: 5 layers x 4 kv heads x 8 dims x 256 positions x 2 (K, V) x 4 bytes */
+    CHECK(out && strstr(out, "context 256 positions") && strstr(out, "KV cache f32 0.3 MiB"),
+          "--info memory line: %s", out ? out : "");
+    free(out);
+}
+
+/* --stop ends the text before the stop string, which is never printed,
+ * even when it spans tokens. */
+static void test_stop_string(void)
+{
+    char *full = run_expect("./run -t 0 -n 60", 0, NULL);
+    const char *at = full ? strstr(full, "She loved") : NULL;
+    CHECK(at != NULL, "the greedy story lacks 'She loved': %s", full ? full : "");
+    if (at) {
+        char *out = run_expect("./run -t 0 -n 60 --stop \"She lov\"", 0, NULL);
+        size_t keep = (size_t)(at - full);
+        CHECK(out && strlen(out) == keep + 1 && !strncmp(out, full, keep) && out[keep] == '\n',
+              "--stop: expected the text up to 'She lov' and a newline, got '%s'",
+              out ? out : "");
+        free(out);
+    }
+    free(full);
 }
 
 const struct test_case cli_tests[] = {
@@ -199,5 +262,8 @@ const struct test_case cli_tests[] = {
     {"cli: --info shows CPU features, kernels and threads", test_info},
     {"cli: --kernels this CPU lacks is refused, not SIGILL", test_kernels_this_cpu_lacks},
     {"cli: prompt longer than context, -n clamped", test_context_limits},
+    {"cli: --batch never changes the text", test_batch_same_text},
+    {"cli: --ctx, --batch, --kv-type and sampling values are checked", test_context_options},
+    {"cli: --stop ends the text before the stop string", test_stop_string},
     {NULL, NULL},
 };

@@ -14,10 +14,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../chat.h"
 #include "../exporter/gguf.h"
 #include "../kernels/kernels.h"
 #include "../model.h"
 #include "../quant.h"
+#include "../tokenizer.h"
 #include "gguf_writer.h"
 #include "synth.h"
 #include "test.h"
@@ -937,7 +939,8 @@ static void test_spm_vocab_matches_tokenizer_model(void)
 /* GPT-2's vocabulary from llama.cpp's vocab-only GGUF: byte-level pieces
  * become raw bytes (ids 0..255 are the 256 single bytes, in the order of
  * GPT-2's bytes_to_unicode: '!' is id 0, byte 0x00 id 188, ' ' id 220),
- * merges become id pairs ("Ġ t" is the first: 220, 83). */
+ * merges become id pairs ("Ġ t" is the first: 220, 83). The file has no
+ * tokenizer.ggml.add_bos_token, and llama.cpp adds no BOS for pre "gpt-2". */
 static void test_gpt2_vocab(void)
 {
     char *gguf = unpacked("ggml-vocab-gpt-2"), err[HEARTH_ERR_BYTES];
@@ -947,7 +950,7 @@ static void test_gpt2_vocab(void)
     if (ok) {
         CHECK(v.hdr.type == HEARTH_TOKENIZER_BYTE_BPE && v.hdr.n_tokens == 50257 &&
               v.hdr.n_merges == 50000 && v.hdr.pre_tokenizer == HEARTH_PRE_GPT2 &&
-              v.hdr.flags == 0 && v.bos_id == 50256 && v.eos_id == 50256,
+              v.hdr.flags == HEARTH_TOK_NO_BOS && v.bos_id == 50256 && v.eos_id == 50256,
               "header: type %u, %u tokens, %u merges, pre %u, flags %u, bos %u eos %u",
               v.hdr.type, v.hdr.n_tokens, v.hdr.n_merges, v.hdr.pre_tokenizer, v.hdr.flags,
               v.bos_id, v.eos_id);
@@ -1460,6 +1463,180 @@ static void test_hostile_tensors(void)
     gg_free(&g);
 }
 
+/* ---- chat template, BOS, sliding window ------------------------------------ */
+
+/* A byte-level model GGUF as read_bpe_model makes it, left open for more
+ * keys. */
+static struct synth_model *bpe_gg(struct gg *g, const char *pre)
+{
+    struct synth_config cfg = tiny_cfg;
+    cfg.vocab_size = 263;
+    struct synth_model *sm = synth_create(&cfg, 0);
+    static const struct gg_opts f32 = {.types = {G_F32, G_F32}};
+    gg_init(g);
+    gg_model(g, sm, &f32);
+    gg_vocab_bpe(g, pre, bpe_merges, 3, NULL);
+    return sm;
+}
+
+/* The text of tests/data/chat/templates/NAME.jinja; malloc'd. */
+static char *chat_template_file(const char *name)
+{
+    char path[256];
+    snprintf(path, sizeof path, "tests/data/chat/templates/%s.jinja", name);
+    size_t n;
+    char *t = test_read_file(path, &n);
+    CHECK(t != NULL, "cannot read %s", path);
+    return t;
+}
+
+/* gguf_read of g; the source's header fields and tokenizer flags. */
+static int read_meta(struct gg *g, struct hearth_header *cfg, uint32_t *tok_flags, char *err)
+{
+    struct source src;
+    int rc = read_gg(g, "meta.gguf", &src, err);
+    if (rc == 0) {
+        *cfg = src.cfg;
+        *tok_flags = src.vocab.hdr.flags;
+        source_free(&src);
+    }
+    return rc;
+}
+
+static void test_chat_template_and_window(void)
+{
+    static const struct {
+        const char *family; /* a template file, or NULL: text is the template */
+        const char *text;
+        uint32_t want;
+    } cases[] = {
+        {"llama2", NULL, HEARTH_CHAT_LLAMA2},
+        {"mistral_v02", NULL, HEARTH_CHAT_MISTRAL_V02},
+        {NULL, "{% for m in messages %}{{ m.content }}{% endfor %}", CHAT_TEMPLATE_UNRECOGNISED},
+    };
+    char err[HEARTH_ERR_BYTES];
+    struct hearth_header cfg;
+    uint32_t flags = 0;
+    memset(&cfg, 0, sizeof cfg);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct gg g;
+        synth_free(tiny_gg(&g, NULL, NULL, NULL));
+        char *text = cases[i].family ? chat_template_file(cases[i].family) : NULL;
+        kv_str(&g, "tokenizer.chat_template", text ? text : cases[i].text);
+        err[0] = 0;
+        int rc = read_meta(&g, &cfg, &flags, err);
+        CHECK(rc == 0 && cfg.chat_template == cases[i].want, "chat template case %zu: rc %d, "
+              "template %u (want %u) %s", i, rc, rc == 0 ? cfg.chat_template : 0, cases[i].want,
+              err);
+        free(text);
+        gg_free(&g);
+    }
+    /* absent: none, no window; an unrecognised template is written as none */
+    struct gg g;
+    synth_free(tiny_gg(&g, NULL, NULL, NULL));
+    CHECK(read_meta(&g, &cfg, &flags, err) == 0 && cfg.chat_template == HEARTH_CHAT_NONE &&
+          cfg.sliding_window == 0, "no template: %u, window %u", cfg.chat_template,
+          cfg.sliding_window);
+    gg_free(&g);
+    synth_free(tiny_gg(&g, NULL, NULL, NULL));
+    kv_str(&g, "tokenizer.chat_template", "{{ messages }}");
+    kv_u32(&g, "llama.attention.sliding_window", 4096);
+    char *gguf = test_path("window.gguf"), *out = test_path("window.hearth");
+    struct source src;
+    int ok = gg_write(&g, gguf) == 0 && gguf_read(gguf, &src, err) == 0;
+    CHECK(ok, "window: %s", err);
+    if (ok) {
+        CHECK(src.cfg.sliding_window == 4096 &&
+              src.cfg.chat_template == CHAT_TEMPLATE_UNRECOGNISED, "window %u, template %u",
+              src.cfg.sliding_window, src.cfg.chat_template);
+        CHECK(hearth_write(&src, out, HEARTH_F32, 0, err) == 0, "write: %s", err);
+        size_t n;
+        char *file = test_read_file(out, &n);
+        struct hearth_header h;
+        CHECK(file && n >= sizeof h, "cannot read %s", out);
+        if (file && n >= sizeof h) {
+            memcpy(&h, file, sizeof h);
+            CHECK(h.chat_template == HEARTH_CHAT_NONE && h.sliding_window == 4096,
+                  "written: template %u, window %u", h.chat_template, h.sliding_window);
+        }
+        free(file);
+        source_free(&src);
+    }
+    free(gguf);
+    free(out);
+    gg_free(&g);
+    /* wrong types are refused by key */
+    synth_free(tiny_gg(&g, NULL, NULL, NULL));
+    kv_u32(&g, "tokenizer.chat_template", 1);
+    expect_gg_error(&g, "tokenizer.chat_template\" (value at offset", "chat_template u32");
+    gg_free(&g);
+    synth_free(tiny_gg(&g, NULL, NULL, NULL));
+    kv_str(&g, "llama.attention.sliding_window", "4096");
+    expect_gg_error(&g, "llama.attention.sliding_window", "sliding_window string");
+    gg_free(&g);
+}
+
+/* Whether the tokenizer loads v's section with flags. */
+static int tokenizer_loads(const struct vocab *v, uint32_t flags)
+{
+    struct vocab copy = *v;
+    copy.hdr.flags = flags;
+    uint8_t *section = NULL;
+    uint64_t n = 0;
+    char err[HEARTH_ERR_BYTES];
+    struct tokenizer t;
+    int ok = vocab_serialize(&copy, &section, &n, err) == 0 &&
+             tokenizer_init(&t, section, n, v->bos_id, v->eos_id, err) == 0;
+    if (ok)
+        tokenizer_free(&t);
+    free(section);
+    return ok;
+}
+
+/* BOS for prompts: tokenizer.ggml.add_bos_token, else llama.cpp's default
+ * (SPM and Llama 3's pre-tokenizer yes, gpt-2 / qwen2 / smollm no); Qwen2
+ * gets NFC when this build's tokenizer takes the flag. */
+static void test_bos_and_nfc_flags(void)
+{
+    static const struct {
+        const char *pre; /* NULL: the SentencePiece tiny model */
+        int add_bos;     /* -1: key absent */
+        int no_bos;
+    } cases[] = {
+        {NULL, -1, 0}, {NULL, 0, 1}, {"llama-bpe", -1, 0}, {"llama-bpe", 0, 1},
+        {"gpt-2", -1, 1}, {"gpt-2", 1, 0}, {"smollm", -1, 1}, {"qwen2", -1, 1},
+        {"qwen2", 1, 0},
+    };
+    char err[HEARTH_ERR_BYTES];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct gg g;
+        synth_free(cases[i].pre ? bpe_gg(&g, cases[i].pre) : tiny_gg(&g, NULL, NULL, NULL));
+        if (cases[i].add_bos >= 0)
+            kv_bool(&g, "tokenizer.ggml.add_bos_token", cases[i].add_bos);
+        struct source src;
+        err[0] = 0;
+        int ok = read_gg(&g, "bos.gguf", &src, err) == 0;
+        CHECK(ok, "case %zu: %s", i, err);
+        if (ok) {
+            uint32_t f = src.vocab.hdr.flags;
+            CHECK(!!(f & HEARTH_TOK_NO_BOS) == cases[i].no_bos, "case %zu (%s, add_bos %d): "
+                  "flags %#x", i, cases[i].pre ? cases[i].pre : "spm", cases[i].add_bos, f);
+            int qwen2 = cases[i].pre && !strcmp(cases[i].pre, "qwen2");
+            int nfc_ok = tokenizer_loads(&src.vocab, f | HEARTH_TOK_NFC);
+            CHECK(!!(f & HEARTH_TOK_NFC) == (qwen2 && nfc_ok), "case %zu: NFC flag %#x, "
+                  "tokenizer takes NFC: %d", i, f, nfc_ok);
+            CHECK(tokenizer_loads(&src.vocab, f), "case %zu: flags %#x not loadable", i, f);
+            source_free(&src);
+        }
+        gg_free(&g);
+    }
+    struct gg g;
+    synth_free(tiny_gg(&g, NULL, NULL, NULL));
+    kv_u32(&g, "tokenizer.ggml.add_bos_token", 1);
+    expect_gg_error(&g, "tokenizer.ggml.add_bos_token", "add_bos_token u32");
+    gg_free(&g);
+}
+
 const struct test_case gguf_tests[] = {
     {"gguf: F16 reference models give llama.cpp's logits (F16 tier)", test_reference_f16},
     {"gguf: Q8_0/Q4_0 reference models pass through, llama.cpp's logits (exact tier)",
@@ -1489,5 +1666,8 @@ const struct test_case gguf_tests[] = {
     {"gguf: add_space_prefix false", test_spm_no_space_prefix},
     {"gguf: hostile vocabularies", test_hostile_vocab},
     {"gguf: hostile tensor sets", test_hostile_tensors},
+    {"gguf: chat template family, sliding window", test_chat_template_and_window},
+    {"gguf: BOS for prompts by add_bos_token or llama.cpp's default; NFC for qwen2",
+     test_bos_and_nfc_flags},
     {NULL, NULL},
 };

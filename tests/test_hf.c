@@ -15,6 +15,8 @@
 #include "synth.h"
 #include "../exporter/safetensors.h"
 #include "../exporter/source.h"
+#include "../chat.h"
+#include "../tokenizer.h"
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -1303,6 +1305,213 @@ static void test_tokenizer_json_small(void)
     free(path);
 }
 
+/* ---- tokenizer_config.json: chat template, BOS, stop ids ----------------- */
+
+/* tests/data/chat/templates/NAME.jinja as a JSON string literal; malloc'd. */
+static char *template_json(const char *name)
+{
+    char path[256], *out = NULL;
+    snprintf(path, sizeof path, "tests/data/chat/templates/%s.jinja", name);
+    size_t n = 0, len = 0;
+    char *t = test_read_file(path, &n);
+    CHECK(t != NULL, "cannot read %s", path);
+    FILE *f = open_memstream(&out, &len);
+    put_json_str(f, t ? t : "", t ? n : 0);
+    fclose(f);
+    free(t);
+    return out;
+}
+
+/* Replaces the first `from` in dir/name by `to` (any length). */
+static void replace_in_file(const char *dir, const char *name, const char *from, const char *to)
+{
+    char *p = join(dir, name), *out = NULL;
+    size_t n, len = 0;
+    char *data = test_read_file(p, &n);
+    char *hit = data ? strstr(data, from) : NULL;
+    CHECK(hit != NULL, "no \"%s\" in %s", from, p);
+    if (hit) {
+        FILE *f = open_memstream(&out, &len);
+        fprintf(f, "%.*s%s%s", (int)(hit - data), data, to, hit + strlen(from));
+        fclose(f);
+        test_write_file(p, out, len);
+    }
+    free(out);
+    free(data);
+    free(p);
+}
+
+/* hf_read(dir); on success the header and the tokenizer flags. */
+static int read_meta(const char *dir, struct hearth_header *c, uint32_t *flags, char *err)
+{
+    struct source src;
+    if (hf_read(dir, &src, err) < 0)
+        return -1;
+    *c = src.cfg;
+    *flags = src.vocab.hdr.flags;
+    source_free(&src);
+    return 0;
+}
+
+static void expect_meta(const char *dir, const char *config, uint32_t want_template,
+                        int want_no_bos, const uint32_t *stops, uint32_t n_stops, const char *what)
+{
+    if (config)
+        write_text(dir, "tokenizer_config.json", config);
+    else
+        remove_file(dir, "tokenizer_config.json");
+    struct hearth_header c;
+    uint32_t flags = 0;
+    char err[HEARTH_ERR_BYTES] = "";
+    int rc = read_meta(dir, &c, &flags, err);
+    CHECK(rc == 0, "%s: %s", what, err);
+    if (rc < 0)
+        return;
+    CHECK(c.chat_template == want_template, "%s: chat template %u, expected %u", what,
+          c.chat_template, want_template);
+    CHECK(!!(flags & HEARTH_TOK_NO_BOS) == want_no_bos, "%s: tokenizer flags %#x", what, flags);
+    int same = c.n_stop_ids == n_stops;
+    for (uint32_t i = 0; same && i < n_stops; i++)
+        same = c.stop_ids[i] == stops[i];
+    CHECK(same, "%s: %u stop ids (%u %u %u), expected %u", what, c.n_stop_ids, c.stop_ids[0],
+          c.stop_ids[1], c.stop_ids[2], n_stops);
+}
+
+/* A SentencePiece folder (tok512: <unk> 0, <s> 1, </s> 2; config eos 2). */
+static void test_hf_chat_metadata(void)
+{
+    char *dir = synth_folder("chatmeta", &base_cfg, 1);
+    char *llama2 = template_json("llama2"), *zephyr = template_json("zephyr");
+    char *chatml = template_json("chatml"), text[16384];
+    static const uint32_t eos[] = {2}, eos_bos[] = {2, 1};
+    expect_meta(dir, NULL, HEARTH_CHAT_NONE, 0, eos, 1, "no tokenizer_config.json");
+    expect_meta(dir, "{}", HEARTH_CHAT_NONE, 0, eos, 1, "empty tokenizer_config.json");
+    expect_meta(dir, "{\"chat_template\": null}", HEARTH_CHAT_NONE, 0, eos, 1, "null template");
+    snprintf(text, sizeof text, "{\"chat_template\": %s, \"eos_token\": \"</s>\"}", llama2);
+    expect_meta(dir, text, HEARTH_CHAT_LLAMA2, 0, eos, 1, "llama2 template");
+    snprintf(text, sizeof text, "{\"chat_template\": [{\"name\": \"tool_use\", \"template\": "
+             "\"{{ tools }}\"}, {\"name\": \"default\", \"template\": %s}]}", zephyr);
+    expect_meta(dir, text, HEARTH_CHAT_ZEPHYR, 0, eos, 1, "named templates");
+    expect_meta(dir, "{\"chat_template\": [{\"name\": \"tool_use\", \"template\": \"x\"}]}",
+                CHAT_TEMPLATE_UNRECOGNISED, 0, eos, 1, "named templates without default");
+    expect_meta(dir, "{\"chat_template\": \"{{ messages }}\"}", CHAT_TEMPLATE_UNRECOGNISED, 0,
+                eos, 1, "unknown template");
+    /* chat_template.jinja wins over the config's copy */
+    char *raw = test_read_file("tests/data/chat/templates/chatml.jinja", NULL);
+    write_text(dir, "chat_template.jinja", raw ? raw : "");
+    free(raw);
+    snprintf(text, sizeof text, "{\"chat_template\": %s}", llama2);
+    expect_meta(dir, text, HEARTH_CHAT_CHATML, 0, eos, 1, "chat_template.jinja");
+    remove_file(dir, "chat_template.jinja");
+    /* add_bos_token; SentencePiece adds BOS by default */
+    expect_meta(dir, "{\"add_bos_token\": false}", HEARTH_CHAT_NONE, 1, eos, 1, "add_bos false");
+    expect_meta(dir, "{\"add_bos_token\": true}", HEARTH_CHAT_NONE, 0, eos, 1, "add_bos true");
+    /* eos_token as a string or an AddedToken object adds a stop id */
+    expect_meta(dir, "{\"eos_token\": \"<s>\"}", HEARTH_CHAT_NONE, 0, eos_bos, 2, "eos_token");
+    expect_meta(dir, "{\"eos_token\": {\"__type\": \"AddedToken\", \"content\": \"<s>\", "
+                "\"lstrip\": false}}", HEARTH_CHAT_NONE, 0, eos_bos, 2, "eos_token object");
+    expect_meta(dir, "{\"eos_token\": \"<nope>\"}", HEARTH_CHAT_NONE, 0, eos, 1,
+                "eos_token not in the vocabulary");
+
+    static const struct {
+        const char *config, *needle1, *needle2;
+    } bad[] = {
+        {"{\"chat_template\": 5}", "\"chat_template\" must be", "a number"},
+        {"{\"chat_template\": [\"x\"]}", "chat_template[0]", "object"},
+        {"{\"chat_template\": [{\"name\": \"default\"}]}", "chat_template[0]", "\"template\""},
+        {"{\"add_bos_token\": \"yes\"}", "add_bos_token", NULL},
+        {"{\"eos_token\": 5}", "eos_token", "a number"},
+        {"{\"eos_token\": {\"lstrip\": false}}", "eos_token", "content"},
+        {"[]", "tokenizer_config.json", "JSON object"},
+        {"{\"chat_template\": ", "tokenizer_config.json", "byte"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_text(dir, "tokenizer_config.json", bad[i].config);
+        expect_refusal(dir, bad[i].needle1, bad[i].needle2, bad[i].config);
+    }
+    free(llama2);
+    free(zephyr);
+    free(chatml);
+    free(dir);
+}
+
+/* A byte-level tokenizer.json in dir: the 256 GPT-2 alphabet characters as
+ * ids 0..255, special tokens <|begin_of_text|> 256, <|end_of_text|> 257,
+ * <|eot_id|> 258, and the given post_processor. */
+static void write_byte_level_tokenizer(const char *dir, const char *post_processor)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    static const char *const special[] = {"<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>"};
+    fprintf(f, "{\"added_tokens\": [");
+    for (int i = 0; i < 3; i++)
+        fprintf(f, "%s{\"id\": %d, \"content\": \"%s\", \"special\": true}", i ? ", " : "",
+                256 + i, special[i]);
+    fprintf(f, "], \"normalizer\": null, \"pre_tokenizer\": {\"type\": \"ByteLevel\", "
+            "\"add_prefix_space\": false, \"use_regex\": true}, \"post_processor\": %s, "
+            "\"decoder\": {\"type\": \"ByteLevel\"}, \"model\": {\"type\": \"BPE\", \"vocab\": {",
+            post_processor);
+    for (int b = 0; b < 256; b++) {
+        char c[3] = {0};
+        tokenizer_gpt2_char((uint8_t)b, c);
+        fprintf(f, "%s", b ? ", " : "");
+        put_json_str(f, c, strlen(c));
+        fprintf(f, ": %d", b);
+    }
+    fprintf(f, "}, \"merges\": []}}");
+    fclose(f);
+    write_text(dir, "tokenizer.json", text);
+    free(text);
+}
+
+#define TP_BOS "{\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": " \
+    "\"<|begin_of_text|>\", \"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}]}"
+#define TP_EOS "{\"type\": \"TemplateProcessing\", \"single\": [{\"Sequence\": {\"id\": \"A\", " \
+    "\"type_id\": 0}}, {\"SpecialToken\": {\"id\": \"<|end_of_text|>\", \"type_id\": 0}}]}"
+#define PP_BYTE_LEVEL "{\"type\": \"ByteLevel\", \"add_prefix_space\": true}"
+
+/* Byte-level folders: BOS as tokenizer.json's post-processor says (or
+ * add_bos_token); Llama 3's tokenizer_config.json gives the llama3 template,
+ * whose <|eot_id|> then ends generation. */
+static void test_hf_byte_level_metadata(void)
+{
+    char *dir = synth_folder("bytelevel", &base_cfg, 1);
+    remove_file(dir, "tokenizer.model");
+    write_config(dir, "bos_token_id", "256");
+    replace_in_file(dir, "config.json", "\"eos_token_id\": 2", "\"eos_token_id\": 257");
+    static const uint32_t eos[] = {257}, eos_eot[] = {257, 258};
+    static const struct {
+        const char *pp, *config;
+        int no_bos;
+    } cases[] = {
+        {TP_BOS, NULL, 0},
+        {"{\"type\": \"Sequence\", \"processors\": [" PP_BYTE_LEVEL ", " TP_BOS "]}", NULL, 0},
+        {PP_BYTE_LEVEL, NULL, 1},
+        {"null", NULL, 1},
+        {TP_EOS, NULL, 1},
+        {PP_BYTE_LEVEL, "{\"add_bos_token\": true}", 0},
+        {TP_BOS, "{\"add_bos_token\": false}", 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        write_byte_level_tokenizer(dir, cases[i].pp);
+        char what[64];
+        snprintf(what, sizeof what, "byte-level case %zu", i);
+        expect_meta(dir, cases[i].config, HEARTH_CHAT_NONE, cases[i].no_bos, eos, 1, what);
+    }
+    /* Meta's Llama 3 tokenizer_config.json: its chat template and eos_token */
+    write_byte_level_tokenizer(dir, PP_BYTE_LEVEL);
+    char *config = test_read_file("tests/data/llama3/tokenizer_config.json", NULL);
+    CHECK(config != NULL, "cannot read tests/data/llama3/tokenizer_config.json");
+    expect_meta(dir, config ? config : "{}", HEARTH_CHAT_LLAMA3, 1, eos_eot, 2,
+                "Llama 3 tokenizer_config.json");
+    write_text(dir, "generation_config.json", "{\"eos_token_id\": [257, 258]}");
+    expect_meta(dir, config ? config : "{}", HEARTH_CHAT_LLAMA3, 1, eos_eot, 2,
+                "Llama 3 with generation_config.json");
+    free(config);
+    free(dir);
+}
+
 const struct test_case hf_tests[] = {
     {"safetensors_valid", test_safetensors_valid},
     {"safetensors_invalid", test_safetensors_invalid},
@@ -1315,5 +1524,7 @@ const struct test_case hf_tests[] = {
     {"hf_tensor_sets", test_hf_tensor_sets},
     {"tokenizer_json_tok512", test_tokenizer_json_tok512},
     {"tokenizer_json_small", test_tokenizer_json_small},
+    {"hf_chat_metadata", test_hf_chat_metadata},
+    {"hf_byte_level_metadata", test_hf_byte_level_metadata},
     {NULL, NULL},
 };

@@ -1,17 +1,18 @@
 # tests/emulated/emulated.mk - `make test-emulated` (and so `make test`):
 # kernels/avx512.c compiled on emulated intrinsics (SIMDe plus
-# tests/emulated/avx512_shim.h) and checked by the kernels_tests suite
-# against the scalar kernels, on any x86-64 CPU; tests/emulated/README.md
-# says what this can and cannot check. Included by the Makefile, whose
-# CC, CFLAGS, LDFLAGS, LDLIBS and BUILD it uses; objects go to
-# $(BUILD)/emulated/. It runs on CPUs with AVX-512 too (see the README).
-# It does not touch the engine's objects or binaries.
+# tests/emulated/avx512_shim.h) and checked by the kernels_tests and
+# gemm_tests suites against the scalar kernels, on any x86-64 CPU;
+# tests/emulated/README.md says what this can and cannot check. Included
+# by the Makefile, whose CC, CFLAGS, LDFLAGS, LDLIBS and BUILD it uses;
+# objects go to $(BUILD)/emulated/. It runs on CPUs with AVX-512 too (see
+# the README). It does not touch the engine's objects or binaries.
 
 EMU_DIR := $(BUILD)/emulated
 EMU_HEADERS := $(wildcard *.h kernels/*.h tests/*.h tests/emulated/*.h)
 
-# The kernels suite with the emulated avx512.o in place of the real one.
-EMU_SRC := tests/runner.c tests/test_kernels.c quant.c \
+# The kernels and gemm suites with the emulated avx512.o in place of the
+# real one.
+EMU_SRC := tests/runner.c tests/test_kernels.c tests/test_gemm.c quant.c \
 	$(filter-out kernels/avx512.c,$(wildcard kernels/*.c))
 EMU_OBJ := $(EMU_SRC:%.c=$(EMU_DIR)/%.o) $(EMU_DIR)/kernels/avx512.o
 
@@ -59,8 +60,9 @@ $(EMU_DIR)/kernels/avx512.o: kernels/avx512.c $(EMU_HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(EMU_SHIM_FLAGS) -DHEARTH_EMULATE_AVX512 -c $< -o $@
 
-# test_kernels.c: the define lets it test the avx512 table on any CPU.
-$(EMU_DIR)/tests/test_kernels.o: tests/test_kernels.c $(EMU_HEADERS)
+# test_kernels.c and test_gemm.c: the define lets them test the avx512
+# table on any CPU.
+$(EMU_DIR)/tests/test_kernels.o $(EMU_DIR)/tests/test_gemm.o: $(EMU_DIR)/tests/%.o: tests/%.c $(EMU_HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DHEARTH_EMULATE_AVX512 -c $< -o $@
 
