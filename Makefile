@@ -18,7 +18,7 @@ HEADERS := $(wildcard *.h exporter/*.h tests/*.h kernels/*.h)
 
 DEFAULT_MODEL := models/stories260K.hearth
 
-.PHONY: all test clean sanitize bench
+.PHONY: all test clean sanitize bench unicode-tables
 all: run export $(DEFAULT_MODEL)
 
 $(BUILD)/%.o: %.c $(HEADERS)
@@ -60,3 +60,13 @@ sanitize:
 
 clean:
 	rm -rf $(BUILD) run export tests/runner $(DEFAULT_MODEL)
+
+# Regenerates the Unicode tables from the Debian unicode-data package
+# (apt-get install unicode-data); the generated headers are committed.
+unicode-tables:
+	@mkdir -p $(BUILD)
+	$(CC) -O2 -std=c11 -Wall -Wextra -o $(BUILD)/gen_unicode tools/gen_unicode.c
+	$(BUILD)/gen_unicode /usr/share/unicode/UnicodeData.txt /usr/share/unicode/PropList.txt > unicode_tables.h
+	$(BUILD)/gen_unicode --nfc /usr/share/unicode/UnicodeData.txt \
+		/usr/share/unicode/CompositionExclusions.txt \
+		/usr/share/unicode/DerivedNormalizationProps.txt > unicode_nfc_tables.h

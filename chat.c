@@ -21,6 +21,7 @@
 
 #include "err.h"
 #include "json.h"
+#include "tokenizer.h"
 
 /* ---- the families ------------------------------------------------------- */
 
@@ -781,4 +782,43 @@ int chat_render(uint32_t template_id, const struct chat_message *msgs, size_t n_
             out->text[n_bytes] = 0;
     }
     return rc;
+}
+
+/* ------------------------------------------------------------ tokenizing */
+
+/* Appends the ids of text[from, to) as plain text at ids[*n_ids]. */
+static int encode_stretch(const struct tokenizer *t, const char *text, size_t from, size_t to,
+                          int32_t *ids, size_t max_ids, size_t *n_ids, char *err)
+{
+    int n = tokenizer_encode(t, text + from, to - from, 0, ids + *n_ids, max_ids - *n_ids, err);
+    if (n < 0)
+        return -1;
+    *n_ids += (size_t)n;
+    return 0;
+}
+
+int chat_prompt_encode(const struct tokenizer *t, const struct chat_prompt *p, int32_t *ids,
+                       size_t max_ids, char *err)
+{
+    size_t n_ids = 0, stretch = 0;
+    for (size_t s = 0; s < p->n_spans; s++) {
+        const struct chat_span *sp = &p->spans[s];
+        size_t end = sp->offset + sp->n_bytes;
+        for (size_t i = sp->offset; !sp->is_content && i < end; i++) {
+            int32_t id;
+            size_t len = tokenizer_match_special(t, p->text, end, i, &id);
+            if (len == 0)
+                continue;
+            if (encode_stretch(t, p->text, stretch, i, ids, max_ids, &n_ids, err) < 0)
+                return -1;
+            if (n_ids == max_ids)
+                return fail(err, "chat prompt: more than %zu tokens", max_ids);
+            ids[n_ids++] = id;
+            stretch = i + len;
+            i += len - 1;
+        }
+    }
+    if (encode_stretch(t, p->text, stretch, p->n_bytes, ids, max_ids, &n_ids, err) < 0)
+        return -1;
+    return n_ids > INT32_MAX ? fail(err, "chat prompt: too many tokens") : (int)n_ids;
 }

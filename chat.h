@@ -130,4 +130,14 @@ void chat_prompt_free(struct chat_prompt *p); /* frees and empties */
 int chat_render(uint32_t template_id, const struct chat_message *msgs, size_t n_msgs,
                 int add_generation_prompt, struct chat_prompt *out, char *err);
 
+struct tokenizer;
+
+/* Tokenizes a rendered prompt as described above: special tokens only in
+ * template spans (tokenizer_match_special), each stretch between them with
+ * tokenizer_encode; no BOS added (templates that want one write it). ids
+ * needs tokenizer_max_ids(p->n_bytes) entries. Returns the count, or -1
+ * with err set. */
+int chat_prompt_encode(const struct tokenizer *t, const struct chat_prompt *p, int32_t *ids,
+                       size_t max_ids, char *err);
+
 #endif

@@ -48,6 +48,7 @@ struct options {
     const char *tokenize_text;
     const char *ids_text;
     long steps;
+    int steps_given;       /* -n was given: in chat it caps each reply */
     struct sampler_params sampling;
     long threads;          /* 0: one per online core */
     const char *kernels;   /* NULL: the best this CPU runs */
@@ -78,6 +79,7 @@ static void usage(FILE *to)
             "  -i PROMPT         prompt text (default: empty, generation starts from BOS);\n"
             "                    with --chat: ask this one question, print the reply, exit\n"
             "  -n STEPS          positions to run, prompt included, as llama2.c (default 256;\n"
+            "                    with --chat: tokens per reply at most, default no limit;\n"
             "                    clamped to the context)\n"
             "sampling (llama.cpp's defaults):\n"
             "  -t, --temp T      temperature, 0 = greedy (default 0.8)\n"
@@ -232,7 +234,7 @@ static int parse_valued(const char *a, const char *v, struct options *o)
     if (is(a, "-i", NULL))
         o->prompt = v;
     else if (is(a, "-n", NULL))
-        o->steps = parse_long(a, v, 1, LONG_MAX);
+        o->steps = parse_long(a, v, 1, LONG_MAX), o->steps_given = 1;
     else if (is(a, NULL, "--tokenize"))
         o->tokenize_text = v;
     else if (is(a, NULL, "--ids"))
@@ -671,6 +673,7 @@ struct chat {
     size_t n_msgs, cap_msgs;
     int32_t *cached;          /* the tokens at positions 0 .. n_cached - 1 */
     uint32_t n_cached, ctx;
+    uint32_t max_reply;       /* tokens per reply at most (-n), or UINT32_MAX */
     int32_t *ids;             /* this turn's prompt tokens */
     size_t ids_cap;
     int verbose;
@@ -724,9 +727,8 @@ static int32_t end_of_turn_id(const struct model *m, uint32_t template_id)
     return n == 1 ? ids[0] : -1;
 }
 
-/* The rendered prompt as token ids: template text may spell special tokens
- * ("<|eot_id|>"), message content never does (chat.h, chat_span). No BOS is
- * added: the templates that want one write it. */
+/* The rendered prompt as token ids (chat_prompt_encode: special tokens
+ * only where the template wrote them). */
 static size_t chat_tokenize(struct chat *c, const struct chat_prompt *p)
 {
     char err[HEARTH_ERR_BYTES];
@@ -737,7 +739,7 @@ static size_t chat_tokenize(struct chat *c, const struct chat_prompt *p)
             die("out of memory");
         c->ids_cap = cap;
     }
-    int n = tokenizer_encode_special(&c->m->tok, p->text, p->n_bytes, 0, c->ids, cap, err);
+    int n = chat_prompt_encode(&c->m->tok, p, c->ids, cap, err);
     if (n < 0)
         die("%s", err);
     return (size_t)n;
@@ -767,7 +769,7 @@ static void chat_reply(struct chat *c, float *logits)
         p->reply[0] = 0;
     int32_t token = c->cached[c->n_cached - 1];
     interrupted = 0;
-    while (!interrupted) {
+    for (uint32_t n = 0; n < c->max_reply && !interrupted; n++) {
         int32_t next = sampler_sample(&c->sampler, logits);
         if (is_stop_id(&c->m->cfg, next, c->end_of_turn) || printer_emit(c->m, p, token, next, 1))
             break;
@@ -818,6 +820,8 @@ static void chat_open(struct chat *c, const struct model *m, const struct engine
     memset(c, 0, sizeof *c);
     c->m = m;
     c->verbose = o->verbose;
+    c->max_reply = o->steps_given ? (uint32_t)(o->steps < UINT32_MAX ? o->steps : UINT32_MAX)
+                                  : UINT32_MAX;
     if (o->template_name) {
         int id = chat_template_by_name(o->template_name);
         if (id < 0)

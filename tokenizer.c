@@ -6,11 +6,14 @@
  * byte-level BPE does (Llama 3, GPT-2, SmolLM, Qwen2: the model's regex
  * pre-tokenizer written out by hand, then rank-ordered merges); on request
  * turns the exact text of special tokens into their ids; decodes ids back
- * to bytes; reassembles streamed bytes into whole UTF-8 characters.
- * What it does not do: normalizers other than SentencePiece's space
- * escaping (no NFC, no remove_extra_whitespaces, no character maps; the
- * export refuses files that ask for them), added-token options (lstrip,
- * rstrip, single_word: refused by the export), BPE dropout.
+ * to bytes; reassembles streamed bytes into whole UTF-8 characters; puts
+ * byte-level BPE text in Unicode NFC first when the section asks for it
+ * (HEARTH_TOK_NFC, unicode.h).
+ * What it does not do: other normalizers than SentencePiece's space
+ * escaping and byte-level NFC (no NFKC, no remove_extra_whitespaces, no
+ * character maps; the export refuses files that ask for them), added-token
+ * options (lstrip, rstrip, single_word, normalized with NFC: refused by the
+ * export), BPE dropout.
  *
  * Byte-level BPE behaviour is Hugging Face tokenizers' (the tokenizer.json
  * reference) and is described with the code below: special-token matching,
@@ -66,7 +69,7 @@ static const char REPLACEMENT[3] = {'\xef', '\xbf', '\xbd'}; /* U+FFFD */
 static const char UNK_SURFACE[] = " \xe2\x81\x87 ";
 
 #define KNOWN_FLAGS (HEARTH_TOK_ADD_DUMMY_PREFIX | HEARTH_TOK_BYTE_FALLBACK | HEARTH_TOK_IGNORE_MERGES | \
-                     HEARTH_TOK_NO_BOS)
+                     HEARTH_TOK_NO_BOS | HEARTH_TOK_NFC)
 /* The ids of n_bytes of text are at most 3 * n_bytes + 4 (see
  * tokenizer_max_ids); encode returns an int, so text stays below this. */
 #define MAX_TEXT_BYTES (((size_t)INT_MAX - 4) / 3)
@@ -265,10 +268,11 @@ static int check_header(const struct hearth_tokenizer_header *h, uint64_t n_byte
         return fail(err, "tokenizer section: unk_id %u is not below n_tokens %u", h->unk_id,
                     h->n_tokens);
     if (h->type == HEARTH_TOKENIZER_SPM) {
-        if (h->n_merges != 0 || h->pre_tokenizer != 0 || (h->flags & HEARTH_TOK_IGNORE_MERGES))
+        if (h->n_merges != 0 || h->pre_tokenizer != 0 ||
+            (h->flags & (HEARTH_TOK_IGNORE_MERGES | HEARTH_TOK_NFC)))
             return fail(err, "tokenizer section: a SentencePiece tokenizer has n_merges %u, "
-                             "pre_tokenizer %u, flags 0x%x (merges, pre-tokenizer and "
-                             "ignore_merges are byte-level BPE only)",
+                             "pre_tokenizer %u, flags 0x%x (merges, pre-tokenizer, "
+                             "ignore_merges and NFC are byte-level BPE only)",
                         h->n_merges, h->pre_tokenizer, h->flags);
         if (h->unk_id == UINT32_MAX)
             return fail(err, "tokenizer section: a SentencePiece tokenizer needs an unk_id");
@@ -457,11 +461,16 @@ void tokenizer_free(struct tokenizer *t)
     memset(t, 0, sizeof *t);
 }
 
+/* NFC keeps within the 3 bytes per input byte that tokenizer_max_ids and
+ * the byte-level encode's buffers count on. */
+_Static_assert(UNICODE_NFC_MAX_EXPANSION <= 3, "NFC expands UTF-8 at most 3-fold");
+
 size_t tokenizer_max_ids(size_t n_bytes)
 {
     /* Each input byte becomes at most 3 normalized bytes (' ' -> U+2581, a
-     * bad byte -> U+FFFD), the dummy prefix adds 3, every id covers at least
-     * one normalized byte, and BOS adds one. */
+     * bad byte -> U+FFFD; NFC turns a well-formed character of k bytes into
+     * at most 3 k, and leaves U+FFFD as it is), the dummy prefix adds 3,
+     * every id covers at least one normalized byte, and BOS adds one. */
     if (n_bytes > (SIZE_MAX - 4) / 3)
         return SIZE_MAX;
     return 3 * n_bytes + 4;
@@ -1470,6 +1479,12 @@ struct bbpe {
     size_t sym_cap;
     uint64_t *heap; /* candidate merges: rank << 32 | left symbol, smallest first */
     size_t heap_n, heap_cap;
+    /* NFC of one stretch (HEARTH_TOK_NFC), allocated when a stretch first
+     * fails the quick check: nfc holds nfc_cap bytes, work work_len entries */
+    char *nfc;
+    size_t nfc_cap;
+    uint32_t *work;
+    size_t work_len;
 };
 
 static int heap64_push(struct bbpe *b, uint64_t key)
@@ -1592,10 +1607,42 @@ static int encode_stretch(struct bbpe *b, const char *s, size_t n, struct out_id
     return 0;
 }
 
+/* encode_stretch after the normalizer: with HEARTH_TOK_NFC the stretch is
+ * put in NFC first, as tokenizers' NFC normalizer does to the text between
+ * added tokens (AddedVocabulary::extract_and_normalize; hearth's added
+ * tokens are all non-normalized ones, matched before). nfc_bytes is the
+ * room for the NFC text: 3 times the bytes the caller was given, which
+ * covers every stretch (a U+FFFD that stands for a bad byte stays 3
+ * bytes; any other character grows at most 3-fold). */
+static int encode_normalized(struct bbpe *b, const char *s, size_t n, size_t nfc_bytes,
+                             struct out_ids *o, char *err)
+{
+    if (!(b->t->hdr.flags & HEARTH_TOK_NFC) || unicode_nfc_quick_check(s, n) == UNICODE_NFC_YES)
+        return encode_stretch(b, s, n, o, err);
+    size_t need = unicode_nfc_work_len(n);
+    if (!b->nfc) {
+        b->nfc = malloc(nfc_bytes);
+        b->nfc_cap = nfc_bytes;
+    }
+    if (need != SIZE_MAX && need > b->work_len && need <= SIZE_MAX / sizeof *b->work) {
+        free(b->work);
+        b->work = malloc(need * sizeof *b->work);
+        b->work_len = b->work ? need : 0;
+    }
+    if (!b->nfc || b->work_len < need)
+        return fail(err, "tokenizer: out of memory normalizing %zu bytes", n);
+    size_t k = unicode_nfc(s, n, b->nfc, b->nfc_cap, b->work, b->work_len);
+    if (k == SIZE_MAX) /* the bounds above make this impossible */
+        return fail(err, "tokenizer: the NFC of %zu bytes is longer than %zu bytes", n,
+                    b->nfc_cap);
+    return encode_stretch(b, b->nfc, k, o, err);
+}
+
 /* Byte-level BPE (tokenizers Tokenizer::encode): added tokens are cut out
  * first (AddedVocabulary::extract_and_normalize: non-special ones always,
- * special ones when asked), then each stretch between them is
- * pre-tokenized and each piece goes through BPE. */
+ * special ones when asked), then each stretch between them is normalized
+ * (NFC, if the section says so), pre-tokenized, and each piece goes
+ * through BPE. */
 static int encode_byte_bpe(const struct tokenizer *t, const char *text, size_t n_bytes,
                            unsigned whole_kinds, struct out_ids *o, char *err)
 {
@@ -1614,17 +1661,19 @@ static int encode_byte_bpe(const struct tokenizer *t, const char *text, size_t n
             continue;
         }
         if (i > stretch)
-            rc = encode_stretch(&b, clean + stretch, i - stretch, o, err);
+            rc = encode_normalized(&b, clean + stretch, i - stretch, 3 * n_bytes, o, err);
         if (rc == 0)
             rc = emit(o, id, err);
         i += len;
         stretch = i;
     }
     if (rc == 0 && n > stretch)
-        rc = encode_stretch(&b, clean + stretch, n - stretch, o, err);
+        rc = encode_normalized(&b, clean + stretch, n - stretch, 3 * n_bytes, o, err);
     free(clean);
     free(b.sym);
     free(b.heap);
+    free(b.nfc);
+    free(b.work);
     return rc;
 }
 
@@ -1697,6 +1746,17 @@ int tokenizer_encode_special(const struct tokenizer *t, const char *text, size_t
                              int add_bos, int32_t *ids, size_t max_ids, char *err)
 {
     return encode_text(t, text, n_bytes, add_bos, 1, ids, max_ids, err);
+}
+
+size_t tokenizer_match_special(const struct tokenizer *t, const char *text, size_t n_bytes,
+                               size_t at, int32_t *id)
+{
+    uint32_t found;
+    if (!t || !t->tables || at >= n_bytes)
+        return 0;
+    size_t len = match_whole_piece(t, SPECIAL_KINDS, text, n_bytes, at, &found);
+    *id = len ? (int32_t)found : -1;
+    return len;
 }
 
 /* ---- decoding ---- */

@@ -40,7 +40,10 @@ size_t tokenizer_max_ids(size_t n_bytes);
  * or -1 with err set if text is not usable or max_ids is too small.
  * Byte-level BPE: a byte that starts no well-formed UTF-8 character is
  * encoded as U+FFFD, as SentencePiece's normalizer does; the text of a
- * USER_DEFINED piece (a non-special added token) is always that piece. */
+ * USER_DEFINED piece (a non-special added token) is always that piece.
+ * With HEARTH_TOK_NFC (byte-level BPE only), the text between added tokens
+ * is put in Unicode NFC (unicode.h) before pre-tokenization; the ids still
+ * fit tokenizer_max_ids(n_bytes). */
 int tokenizer_encode(const struct tokenizer *t, const char *text, size_t n_bytes,
                      int add_bos, int32_t *ids, size_t max_ids, char *err);
 
@@ -50,6 +53,15 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t n_bytes
  * chat templates and an explicit --special, never for untrusted text. */
 int tokenizer_encode_special(const struct tokenizer *t, const char *text, size_t n_bytes,
                              int add_bos, int32_t *ids, size_t max_ids, char *err);
+
+/* The length of the longest CONTROL or UNKNOWN piece that text[at..n_bytes)
+ * starts with (its id in *id), or 0: the match tokenizer_encode_special makes
+ * at each position. A caller that allows special tokens only in parts of a
+ * text (chat templates: never inside message content) splits the text at
+ * the matches it allows and encodes the stretches between them with
+ * tokenizer_encode, which is what tokenizer_encode_special does. */
+size_t tokenizer_match_special(const struct tokenizer *t, const char *text, size_t n_bytes,
+                               size_t at, int32_t *id);
 
 /* Splits text into the pieces byte-level pre-tokenizer pre (enum
  * hearth_pre_tokenizer) makes: ends[k] is the end offset of piece k (ends

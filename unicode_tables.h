@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #define UNICODE_VERSION "15.0.0"
+#define UNICODE_VERSION_CODE 150000u /* major * 10000 + minor * 100 + update */
 #define UNICODE_N_RUNS 1919u
 static const uint32_t unicode_runs[UNICODE_N_RUNS] = {
     0x0000000, 0x000004c, 0x0000070, 0x0000104, 0x0000108, 0x0000182, 0x00001d0, 0x0000209,

@@ -8,12 +8,14 @@
  * Metaspace prepend_scheme "first"/"always", or the older add_prefix_space).
  * Byte-level (a ByteLevel pre-tokenizer or decoder), accepted: the
  * pre-tokenizer forms and regexes of enum hearth_pre_tokenizer, no
- * normalizer, a ByteLevel decoder, ignore_merges; pieces are decoded from
- * the GPT-2 byte alphabet to raw bytes, merges become id pairs.
+ * normalizer or NFC (Qwen2; alone or as a Sequence of NFC steps, which sets
+ * HEARTH_TOK_NFC), a ByteLevel decoder, ignore_merges; pieces are decoded
+ * from the GPT-2 byte alphabet to raw bytes, merges become id pairs.
  * Refused, by name: other model types (Unigram, WordPiece, WordLevel), any
- * normalizer or pre-tokenizer step or regex hearth does not implement (NFC,
- * which Qwen2 asks for, among them), added tokens with lstrip, rstrip or
- * single_word in a byte-level file.
+ * normalizer or pre-tokenizer step or regex hearth does not implement (NFKC,
+ * NFD, Lowercase, ...), added tokens with lstrip, rstrip or single_word in a
+ * byte-level file, and with NFC added tokens that are "normalized" (matched
+ * in the normalized text; hearth matches added tokens before normalizing).
  *
  * Scores. SentencePiece BPE merges the adjacent pair whose merged piece has
  * the highest score (FACTS.md). tokenizer.json has no scores, only merges in
@@ -557,21 +559,25 @@ static int read_byte_level_pre(const struct json *root, const char *path, uint32
     return 0;
 }
 
-/* No normalizer (Llama 3, GPT-2, SmolLM2); Qwen2's NFC is refused. */
-static int check_byte_level_normalizer(const struct json *root, const char *path, char *err)
+/* No normalizer (Llama 3, GPT-2, SmolLM2), or NFC (Qwen2): alone, or a
+ * Sequence of NFC steps (NFC applied twice is NFC once); *nfc says which. */
+static int read_byte_level_normalizer(const struct json *root, const char *path, int *nfc,
+                                      char *err)
 {
     const struct json *n = json_get(root, "normalizer");
+    *nfc = 0;
     if (!n || n->type == JSON_NULL)
         return 0;
     const struct json *list = type_is(n, "Sequence") ? json_get(n, "normalizers") : NULL;
-    if (list && json_len(list) == 0)
-        return 0;
-    const struct json *step = list ? json_at(list, 0) : n;
-    if (type_is(step, "NFC"))
-        return fail(err, "%s: normalizer NFC (as in Qwen2) is not supported yet for byte-level "
-                    "BPE", path);
-    return fail(err, "%s: normalizer %.64s is not supported for byte-level BPE", path,
-                type_of(step));
+    size_t count = list ? json_len(list) : 1;
+    for (size_t i = 0; i < count; i++) {
+        const struct json *step = list ? json_at(list, i) : n;
+        if (!type_is(step, "NFC"))
+            return fail(err, "%s: normalizer %.64s is not supported for byte-level BPE (hearth "
+                        "implements NFC only)", path, type_of(step));
+        *nfc = 1;
+    }
+    return 0;
 }
 
 static int check_byte_level_decoder(const struct json *root, const char *path, char *err)
@@ -623,17 +629,30 @@ static int fill_byte_level_pieces(struct vocab *v, const struct json *vocab, con
 
 /* Added tokens with lstrip, rstrip or single_word change how their text
  * is matched (tokenizers added_vocabulary.rs find_matches); hearth matches
- * exact text only, so it refuses them. */
-static int check_added_flags(const struct json *added, const char *path, char *err)
+ * exact text only, so it refuses them. With a normalizer, tokenizers finds
+ * a "normalized" added token in the normalized text and the others in the
+ * text as given (AddedVocabulary::extract_and_normalize); hearth does the
+ * latter for all, so with NFC it refuses normalized ones. A missing
+ * "normalized" means what tokenizers' AddedToken::from gives: !special. */
+static int check_added_flags(const struct json *added, int nfc, const char *path, char *err)
 {
     static const char *const flags[] = {"lstrip", "rstrip", "single_word"};
     for (size_t i = 0; i < json_len(added); i++) {
+        const struct json *t = json_at(added, i);
         for (int f = 0; f < 3; f++) {
-            const struct json *x = json_get(json_at(added, i), flags[f]);
+            const struct json *x = json_get(t, flags[f]);
             if (x && x->type == JSON_TRUE)
                 return fail(err, "%s: added_tokens[%zu]: %s true is not supported", path, i,
                             flags[f]);
         }
+        const struct json *normalized = json_get(t, "normalized");
+        const struct json *special = json_get(t, "special");
+        int is_normalized = normalized ? normalized->type == JSON_TRUE
+                                       : !(special && special->type == JSON_TRUE);
+        if (nfc && t && t->type == JSON_OBJECT && is_normalized)
+            return fail(err, "%s: added_tokens[%zu]: a normalized added token (\"normalized\": "
+                        "true, or absent on a non-special one) with the NFC normalizer is not "
+                        "supported (hearth matches added tokens before normalizing)", path, i);
     }
     return 0;
 }
@@ -716,7 +735,7 @@ static int check_byte_coverage(const struct vocab *v, const char *path, char *er
     return 0;
 }
 
-/* A byte-level BPE tokenizer.json (Llama 3, GPT-2, SmolLM2): pieces are
+/* A byte-level BPE tokenizer.json (Llama 3, GPT-2, SmolLM2, Qwen2): pieces are
  * raw bytes, scores are 0, merges are id pairs, added tokens keep their
  * text as is (tokenizers AddedVocabulary stores content unencoded). BOS and
  * EOS are left to config.json: tokenizer.json does not name them. */
@@ -725,13 +744,15 @@ static int read_byte_level(const struct json *root, const struct json *model, in
 {
     const struct json *vocab, *added = NULL;
     uint32_t pre = 0, n = 0;
+    int nfc = 0;
     if (read_byte_level_pre(root, path, &pre, err) < 0 ||
-        check_byte_level_normalizer(root, path, err) < 0 ||
+        read_byte_level_normalizer(root, path, &nfc, err) < 0 ||
         check_byte_level_decoder(root, path, err) < 0)
         return -1;
     if (json_get_typed(model, path, "vocab", JSON_REQUIRED, JSON_OBJECT, &vocab, err) < 0 ||
         json_get_typed(root, path, "added_tokens", JSON_OPTIONAL, JSON_ARRAY, &added, err) < 0 ||
-        check_added_flags(added, path, err) < 0 || count_tokens(vocab, added, path, &n, err) < 0)
+        check_added_flags(added, nfc, path, err) < 0 ||
+        count_tokens(vocab, added, path, &n, err) < 0)
         return -1;
     /* ids are 0 .. n - 1 without gaps, so a larger id than the entries can
      * fill is an error found before allocating for it */
@@ -745,7 +766,7 @@ static int read_byte_level(const struct json *root, const struct json *model, in
         check_byte_coverage(v, path, err) < 0 || read_byte_level_merges(v, model, path, err) < 0)
         return -1;
     v->hdr.type = HEARTH_TOKENIZER_BYTE_BPE;
-    v->hdr.flags = ignore_merges ? HEARTH_TOK_IGNORE_MERGES : 0;
+    v->hdr.flags = (ignore_merges ? HEARTH_TOK_IGNORE_MERGES : 0) | (nfc ? HEARTH_TOK_NFC : 0);
     v->hdr.pre_tokenizer = pre;
     v->hdr.unk_id = UINT32_MAX;
     v->bos_id = UINT32_MAX;

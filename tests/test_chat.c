@@ -15,6 +15,9 @@
 #include "test.h"
 #include "../chat.h"
 #include "../err.h"
+#include "../exporter/source.h"
+#include "../tokenizer.h"
+#include "vectors.h"
 
 #define CHAT_DIR "tests/data/chat/"
 
@@ -604,7 +607,61 @@ static void test_chat_parse_messages(void)
     }
 }
 
+/* chat_prompt_encode with the real Llama 3 tokenizer: the template's
+ * special tokens become their ids, exactly as tokenizer_encode_special
+ * reads the whole text when the content holds no special-token text; a
+ * user who types "<|eot_id|>" gets plain-text ids for it, never 128009. */
+static void test_chat_prompt_encode(void)
+{
+    struct vocab v;
+    struct tok_fixture fx;
+    char err[HEARTH_ERR_BYTES] = "";
+    if (vocab_read_tokenizer_json("tests/data/llama3/tokenizer.json", &v, err) < 0) {
+        CHECK(0, "llama3 tokenizer.json: %s", err);
+        return;
+    }
+    int ok = tok_fixture_init(&fx, &v, 128000u, 128001u) == 0;
+    vocab_free(&v);
+    CHECK(ok, "the Llama 3 tokenizer did not load");
+    if (!ok)
+        return;
+    const char *typed = "What does <|eot_id|> mean?";
+    struct chat_message msgs[2] = {
+        {"system", 6, "You are terse.", 14},
+        {"user", 4, typed, strlen(typed)},
+    };
+    for (int with_marker = 0; with_marker < 2; with_marker++) {
+        struct chat_prompt p;
+        chat_prompt_init(&p);
+        msgs[1].content = with_marker ? typed : "What does it mean?";
+        msgs[1].content_len = strlen(msgs[1].content);
+        CHECK(chat_render(HEARTH_CHAT_LLAMA3, msgs, 2, 1, &p, err) == 0, "render: %s", err);
+        size_t cap = tokenizer_max_ids(p.n_bytes);
+        int32_t *a = malloc(cap * sizeof *a), *b = malloc(cap * sizeof *b);
+        int na = chat_prompt_encode(&fx.t, &p, a, cap, err);
+        int nb = tokenizer_encode_special(&fx.t, p.text, p.n_bytes, 0, b, cap, err);
+        int eot_a = 0, eot_b = 0;
+        for (int i = 0; i < na; i++)
+            eot_a += a[i] == 128009;
+        for (int i = 0; i < nb; i++)
+            eot_b += b[i] == 128009;
+        CHECK(na > 10 && a[0] == 128000 && eot_a == 2, "%d ids, first %d, %d <|eot_id|>", na,
+              na > 0 ? a[0] : -1, eot_a);
+        if (!with_marker)
+            CHECK(na == nb && !memcmp(a, b, (size_t)na * sizeof *a),
+                  "chat_prompt_encode differs from tokenizer_encode_special on a prompt "
+                  "without special text in its content");
+        else
+            CHECK(eot_b == 3 && na > nb, "the typed marker: %d eot ids when parsed as special, "
+                  "%d vs %d ids", eot_b, na, nb);
+        free(a), free(b);
+        chat_prompt_free(&p);
+    }
+    tok_fixture_close(&fx);
+}
+
 const struct test_case chat_tests[] = {
+    {"chat_prompt_encode: special ids only from the template", test_chat_prompt_encode},
     {"chat_reference_renderings", test_chat_reference_renderings},
     {"chat_llama_family", test_chat_llama_family},
     {"chat_mistral_family", test_chat_mistral_family},

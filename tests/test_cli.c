@@ -251,6 +251,79 @@ static void test_stop_string(void)
     free(full);
 }
 
+/* The "[prefill N tokens, M reused from the cache]" lines chat -v prints. */
+static int prefill_counts(const char *err, unsigned *prefilled, unsigned *reused, int max)
+{
+    int n = 0;
+    for (const char *p = err; n < max && (p = strstr(p, "[prefill ")); p++)
+        if (sscanf(p, "[prefill %u tokens, %u reused", &prefilled[n], &reused[n]) == 2)
+            n++;
+    return n;
+}
+
+/* A two-turn chat through a pipe: the second turn reuses the whole first
+ * exchange from the KV cache and prefills only what is new. */
+static void test_chat_session_reuses_cache(void)
+{
+    char *err = NULL;
+    char *out = run_expect("printf 'Hello there\\nTell me a story\\n' | ./run --chat --template "
+                           "chatml -t 0 -n 30 -v --system 'You are a storyteller.'", 0, &err);
+    unsigned prefilled[4], reused[4];
+    int turns = err ? prefill_counts(err, prefilled, reused, 4) : 0;
+    CHECK(turns == 2, "expected 2 turns on stderr, got %d: %s", turns, err ? err : "");
+    if (turns == 2) {
+        CHECK(reused[0] == 0 && prefilled[0] > 20, "first turn: %u prefilled, %u reused",
+              prefilled[0], reused[0]);
+        CHECK(reused[1] > prefilled[0] && prefilled[1] < reused[1],
+              "second turn re-processed the conversation: %u prefilled, %u reused (first turn "
+              "%u)", prefilled[1], reused[1], prefilled[0]);
+    }
+    CHECK(out && count_lines(out) >= 2, "two replies expected: %s", out ? out : "");
+    free(out), free(err);
+}
+
+/* --chat -i: one reply, then exit; a model without a template and unknown
+ * template names get clear messages. */
+static void test_chat_one_shot_and_errors(void)
+{
+    char *out = run_expect("./run --chat --template zephyr -i 'Hi' -t 0 -n 10", 0, NULL);
+    CHECK(out && strlen(out) > 1, "--chat -i printed nothing");
+    free(out);
+    expect_error("./run --chat -i Hi", 1, "--template");
+    expect_error("./run --chat --template llama9 -i Hi", 1, "llama3_1");
+    expect_error("./run --render tests/data/chat/INDEX.tsv", 1, "--template");
+}
+
+/* --render prints exactly the reference rendering of a conversation given
+ * as a JSON file, with no model; a template error is one clear message. */
+static void test_render(void)
+{
+    char *json = test_path("messages.json");
+    FILE *f = fopen(json, "w");
+    CHECK(f != NULL, "cannot write %s", json);
+    if (!f)
+        return;
+    fputs("[{\"role\":\"system\",\"content\":\"You are a concise assistant. Answer in one "
+          "sentence.\"},{\"role\":\"user\",\"content\":\"What is 2+2?\"},{\"role\":\"assistant\","
+          "\"content\":\"2+2 equals 4.\"},{\"role\":\"user\",\"content\":\"And what is 3+3?\"}]",
+          f);
+    fclose(f);
+    const char *families[] = {"llama2", "llama3", "zephyr", "chatml", "mistral_v02"};
+    for (size_t i = 0; i < sizeof families / sizeof families[0]; i++) {
+        char cmd[512], ref_path[128];
+        snprintf(cmd, sizeof cmd, "./run --template %s --render %s", families[i], json);
+        snprintf(ref_path, sizeof ref_path, "tests/data/chat/%s_c3.txt", families[i]);
+        char *out = run_expect(cmd, 0, NULL), *ref = test_read_file(ref_path, NULL);
+        CHECK(out && ref && !strcmp(out, ref), "--render %s differs from %s:\n%s", families[i],
+              ref_path, out ? out : "");
+        free(out), free(ref);
+    }
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "./run --template mistral_legacy --render %s", json);
+    expect_error(cmd, 1, "Conversation roles must alternate");
+    free(json);
+}
+
 const struct test_case cli_tests[] = {
     {"cli: ./run -t 0 -n 200 prints llama2.c's text", test_default_model_matches_llama2c_stdout},
     {"cli: --tokenize prints ids", test_tokenize},
@@ -265,5 +338,8 @@ const struct test_case cli_tests[] = {
     {"cli: --batch never changes the text", test_batch_same_text},
     {"cli: --ctx, --batch, --kv-type and sampling values are checked", test_context_options},
     {"cli: --stop ends the text before the stop string", test_stop_string},
+    {"cli: a piped two-turn chat reuses the cached first turn", test_chat_session_reuses_cache},
+    {"cli: --chat -i answers once; template errors are clear", test_chat_one_shot_and_errors},
+    {"cli: --render prints the reference renderings", test_render},
     {NULL, NULL},
 };

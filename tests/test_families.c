@@ -5,10 +5,16 @@
  * that family out. Both are exported with ./export (F32) and must give the
  * same logits (1e-5) over a token sequence.
  *
- * Not here: tokenization (both sides carry the same SentencePiece
- * vocabulary; tokenizers have their own tests), quantized types, hostile
- * input (test_hf.c and test_gguf.c). GGUF files are written with the test
- * writer gguf_writer.h. */
+ * The SmolLM2-style family carries a small byte-level BPE vocabulary
+ * instead, written by this file as SmolLM2 ships it (tokenizer.json with the
+ * pre-tokenizer Sequence [Digits individual_digits, ByteLevel]) and as
+ * llama.cpp converts it (tokenizer.ggml.model "gpt2", pre "smollm"); both
+ * exports must also give the same ids for strings with digits, equal to
+ * ids worked out by hand from the Digits + GPT-2 rules.
+ *
+ * Not here: tokenization in depth (tokenizers have their own tests),
+ * quantized types, hostile input (test_hf.c and test_gguf.c). GGUF files
+ * are written with the test writer gguf_writer.h. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,9 +54,143 @@ static void rope_divisors(const struct synth_model *sm, float *div, uint32_t n)
     }
 }
 
+/* ---- a SmolLM2-style byte-level vocabulary ----------------------------------
+ * Ids as SmolLM2's tokenizer.json starts: 0 <|endoftext|>, 1 <|im_start|>,
+ * 2 <|im_end|> (special added tokens, also in model.vocab); then byte b is
+ * id SMOL_BYTE + b; then one piece per merge, in rank order. The merges
+ * "1 2" and " 1" must never apply: Digits makes every digit a piece. */
+
+static const char *const SMOL_SPECIALS[] = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"};
+#define SMOL_BYTE 3
+#define SMOL_MERGED (SMOL_BYTE + 256)
+static const struct {
+    const char *left, *right;
+} SMOL_MERGES[] = {
+    {" ", "t"}, {"h", "e"}, {" t", "he"}, {"1", "2"},
+    {" ", "1"}, {"a", "b"}, {" ", "ab"}, {"'", "s"},
+};
+#define SMOL_N_MERGES (sizeof SMOL_MERGES / sizeof SMOL_MERGES[0])
+#define SMOL_N_TOKENS (SMOL_MERGED + SMOL_N_MERGES)
+#define SMOL_PRE "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Digits\", " \
+                 "\"individual_digits\": true}, {\"type\": \"ByteLevel\", \"add_prefix_space\": " \
+                 "false, \"trim_offsets\": true, \"use_regex\": true}]}"
+
+/* raw bytes s[0..n) spelled in the GPT-2 byte alphabet (out: 2 n + 1). */
+static void gpt2_spell(const char *s, size_t n, char *out)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += tokenizer_gpt2_char((uint8_t)s[i], out + k);
+    out[k] = 0;
+}
+
+/* Token id's text as tokenizer.json's vocab and GGUF's token list spell
+ * it: special tokens as they are, the others in the GPT-2 alphabet. */
+static void smol_token(uint32_t id, char *out)
+{
+    if (id < SMOL_BYTE) {
+        strcpy(out, SMOL_SPECIALS[id]);
+    } else if (id < SMOL_MERGED) {
+        char b = (char)(id - SMOL_BYTE);
+        gpt2_spell(&b, 1, out);
+    } else {
+        char raw[64];
+        snprintf(raw, sizeof raw, "%s%s", SMOL_MERGES[id - SMOL_MERGED].left,
+                 SMOL_MERGES[id - SMOL_MERGED].right);
+        gpt2_spell(raw, strlen(raw), out);
+    }
+}
+
+/* Merge r as "LEFT RIGHT" in the alphabet. */
+static void smol_merge(size_t r, char *out)
+{
+    char a[32], b[32];
+    gpt2_spell(SMOL_MERGES[r].left, strlen(SMOL_MERGES[r].left), a);
+    gpt2_spell(SMOL_MERGES[r].right, strlen(SMOL_MERGES[r].right), b);
+    sprintf(out, "%s %s", a, b);
+}
+
+/* s as a JSON string literal body: the alphabet holds '"' and '\\'. */
+static void put_json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fputc('\\', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+/* dir/tokenizer.json in the layout of SmolLM2's own. */
+static int write_smol_json(const char *dir)
+{
+    char path[4096], tok[128];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n"
+               "  \"added_tokens\": [");
+    for (uint32_t id = 0; id < SMOL_BYTE; id++)
+        fprintf(f, "%s\n    {\"id\": %u, \"content\": \"%s\", \"single_word\": false, "
+                "\"lstrip\": false, \"rstrip\": false, \"normalized\": false, \"special\": "
+                "true}", id ? "," : "", id, SMOL_SPECIALS[id]);
+    fprintf(f, "\n  ],\n  \"normalizer\": null,\n  \"pre_tokenizer\": %s,\n"
+               "  \"post_processor\": null,\n  \"decoder\": {\"type\": \"ByteLevel\", "
+               "\"add_prefix_space\": true, \"trim_offsets\": true, \"use_regex\": true},\n"
+               "  \"model\": {\"type\": \"BPE\", \"dropout\": null, \"unk_token\": null, "
+               "\"continuing_subword_prefix\": null, \"end_of_word_suffix\": null, "
+               "\"fuse_unk\": false, \"byte_fallback\": false,\n    \"vocab\": {", SMOL_PRE);
+    for (uint32_t id = 0; id < SMOL_N_TOKENS; id++) {
+        smol_token(id, tok);
+        fprintf(f, "%s", id ? ", " : "");
+        put_json_string(f, tok);
+        fprintf(f, ": %u", id);
+    }
+    fprintf(f, "},\n    \"merges\": [");
+    for (size_t r = 0; r < SMOL_N_MERGES; r++) {
+        smol_merge(r, tok);
+        fprintf(f, "%s", r ? ", " : "");
+        put_json_string(f, tok);
+    }
+    fprintf(f, "]\n  }\n}\n");
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+/* tokenizer.ggml.* as convert_hf_to_gguf.py writes SmolLM2's (model
+ * "gpt2", pre "smollm", token types 3 control / 1 normal, merges in the
+ * alphabet); BOS and EOS as synth_write_hf's config.json names them. */
+static void gg_vocab_smol(struct gg *g)
+{
+    char *tokens[SMOL_N_TOKENS], *merges[SMOL_N_MERGES];
+    int32_t types[SMOL_N_TOKENS];
+    for (uint32_t id = 0; id < SMOL_N_TOKENS; id++) {
+        tokens[id] = malloc(128);
+        smol_token(id, tokens[id]);
+        types[id] = id < SMOL_BYTE ? HEARTH_TOKEN_CONTROL : HEARTH_TOKEN_NORMAL;
+    }
+    for (size_t r = 0; r < SMOL_N_MERGES; r++) {
+        merges[r] = malloc(128);
+        smol_merge(r, merges[r]);
+    }
+    kv_str(g, "tokenizer.ggml.model", "gpt2");
+    kv_str(g, "tokenizer.ggml.pre", "smollm");
+    kv_strs(g, "tokenizer.ggml.tokens", tokens, NULL, SMOL_N_TOKENS);
+    kv_arr32(g, "tokenizer.ggml.token_type", V_I32, types, SMOL_N_TOKENS);
+    kv_strs(g, "tokenizer.ggml.merges", merges, NULL, SMOL_N_MERGES);
+    kv_u32(g, "tokenizer.ggml.bos_token_id", 1);
+    kv_u32(g, "tokenizer.ggml.eos_token_id", 2);
+    for (uint32_t id = 0; id < SMOL_N_TOKENS; id++)
+        free(tokens[id]);
+    for (size_t r = 0; r < SMOL_N_MERGES; r++)
+        free(merges[r]);
+}
+
 /* The model as GGUF of architecture arch ("llama" or "qwen2", see gg_model)
  * with F32 tensors, its q/k/v biases if it has them, the SentencePiece
- * vocabulary v and, with Llama 3 rope scaling, rope_freqs.weight. */
+ * vocabulary v (NULL: the SmolLM2-style one) and, with Llama 3 rope
+ * scaling, rope_freqs.weight. */
 static int write_gguf(const struct synth_model *sm, const char *arch, const struct vocab *v,
                       const char *path)
 {
@@ -60,7 +200,10 @@ static int write_gguf(const struct synth_model *sm, const char *arch, const stru
     struct gg g;
     gg_init(&g);
     gg_model(&g, sm, &o);
-    gg_vocab_spm(&g, v);
+    if (v)
+        gg_vocab_spm(&g, v);
+    else
+        gg_vocab_smol(&g);
     if (sm->var.rope_factor > 0) {
         float div[256];
         rope_divisors(sm, div, half);
@@ -127,6 +270,7 @@ struct family {
     const char *gguf_arch;
     struct synth_config cfg;
     struct synth_variant var;
+    int smol_vocab; /* the SmolLM2-style byte-level vocabulary, not tok512 */
 };
 
 /* What the HF export's header must say for the family's config.json. */
@@ -167,6 +311,49 @@ static void check_window_matters(const struct family *f, const struct model *hf,
           "(largest difference %g)", f->name, w, max_over(diff, w, N_POS));
 }
 
+/* Both exports tokenize like SmolLM2: Digits puts every digit in a piece
+ * of its own (so the merges "1 2" and " 1" never apply, and a space before
+ * a digit ends its stretch, where GPT-2's \s+(?!\S) takes it alone), then
+ * the GPT-2 regex and the merges. Ids worked out by hand from those rules. */
+static void check_smol_ids(const struct family *f, const struct model *hf, const struct model *gg)
+{
+    enum { T = SMOL_MERGED + 2, AB = SMOL_MERGED + 5, S = SMOL_MERGED + 7,
+           SP = SMOL_BYTE + ' ' }; /* " the", "ab", "'s", " " */
+#define B(c) (SMOL_BYTE + (c))
+    static const struct {
+        const char *text;
+        int32_t ids[8];
+        int n;
+    } cases[] = {
+        {"12 the", {B('1'), B('2'), T}, 3},
+        {" the 12 1", {T, SP, B('1'), B('2'), SP, B('1')}, 6},
+        {"ab 1ab's", {AB, SP, B('1'), AB, S}, 5},
+        {"x 123", {B('x'), SP, B('1'), B('2'), B('3')}, 5},
+    };
+#undef B
+    CHECK(hf->tok.hdr.pre_tokenizer == HEARTH_PRE_SMOLLM &&
+          gg->tok.hdr.pre_tokenizer == HEARTH_PRE_SMOLLM &&
+          hf->tok.hdr.flags == gg->tok.hdr.flags &&
+          !(hf->tok.hdr.flags & (HEARTH_TOK_NFC | HEARTH_TOK_IGNORE_MERGES)) &&
+          hf->tok.hdr.n_tokens == SMOL_N_TOKENS,
+          "%s: pre-tokenizers %u/%u, flags 0x%x/0x%x, %u tokens", f->name,
+          hf->tok.hdr.pre_tokenizer, gg->tok.hdr.pre_tokenizer, hf->tok.hdr.flags,
+          gg->tok.hdr.flags, hf->tok.hdr.n_tokens);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int32_t a[64], b[64];
+        char err[HEARTH_ERR_BYTES] = "";
+        size_t n = strlen(cases[i].text);
+        int na = tokenizer_encode(&hf->tok, cases[i].text, n, 0, a, 64, err);
+        int nb = tokenizer_encode(&gg->tok, cases[i].text, n, 0, b, 64, err);
+        CHECK(na == cases[i].n && !memcmp(a, cases[i].ids, (size_t)na * sizeof *a),
+              "%s: HF export encodes \"%s\" into %d ids, not the expected %d %s", f->name,
+              cases[i].text, na, cases[i].n, err);
+        CHECK(nb == na && na >= 0 && !memcmp(a, b, (size_t)na * sizeof *a),
+              "%s: \"%s\": GGUF export gives %d ids, HF export %d", f->name, cases[i].text, nb,
+              na);
+    }
+}
+
 static void compare_exports(const struct family *f, const char *hf_out, const char *gguf_out)
 {
     struct model hf, gg;
@@ -193,20 +380,22 @@ static void compare_exports(const struct family *f, const char *hf_out, const ch
     if (logit_diffs(&hf, &gg, diff) == 0)
         CHECK(max_over(diff, 0, N_POS) <= 1e-5f, "%s: HF and GGUF exports' logits differ by %g",
               f->name, max_over(diff, 0, N_POS));
+    if (f->smol_vocab)
+        check_smol_ids(f, &hf, &gg);
     model_close(&hf);
     model_close(&gg);
 }
 
 static void check_family(const struct family *f)
 {
-    struct vocab v;
+    struct vocab v = {0};
     char err[HEARTH_ERR_BYTES], name[96];
-    if (vocab_read_spm_model(TOK512, &v, err) < 0) {
+    if (!f->smol_vocab && vocab_read_spm_model(TOK512, &v, err) < 0) {
         CHECK(0, "%s: %s", TOK512, err);
         return;
     }
     struct synth_config cfg = f->cfg;
-    cfg.vocab_size = (int)v.hdr.n_tokens;
+    cfg.vocab_size = f->smol_vocab ? (int)SMOL_N_TOKENS : (int)v.hdr.n_tokens;
     struct synth_model *sm = synth_create(&cfg, 0);
     char *dir = test_path(f->name);
     snprintf(name, sizeof name, "%s.gguf", f->name);
@@ -216,13 +405,15 @@ static void check_family(const struct family *f)
     snprintf(name, sizeof name, "%s.gguf.hearth", f->name);
     char *gguf_out = test_path(name);
     int ok = sm && synth_set_variant(sm, &f->var) == 0 &&
-             synth_write_hf(sm, dir, "F32", 1, TOK512) == 0 &&
-             write_gguf(sm, f->gguf_arch, &v, gguf) == 0;
+             synth_write_hf(sm, dir, "F32", 1, f->smol_vocab ? NULL : TOK512) == 0 &&
+             (!f->smol_vocab || write_smol_json(dir) == 0) &&
+             write_gguf(sm, f->gguf_arch, f->smol_vocab ? NULL : &v, gguf) == 0;
     CHECK(ok, "%s: writing the HF folder or the GGUF file failed", f->name);
     if (ok && export_f32(dir, hf_out) == 0 && export_f32(gguf, gguf_out) == 0)
         compare_exports(f, hf_out, gguf_out);
     synth_free(sm);
-    vocab_free(&v);
+    if (!f->smol_vocab)
+        vocab_free(&v);
     free(dir);
     free(gguf);
     free(hf_out);
@@ -242,6 +433,7 @@ static void test_families_llama32(void)
          .seq_len = 128, .tied = 1, .rope_theta = 500000.0f, .norm_eps = 1e-5f, .seed = 101},
         {.rope_factor = 32.0f, .rope_low_freq_factor = 1.0f, .rope_high_freq_factor = 4.0f,
          .rope_orig_max_seq_len = 8192},
+        0,
     };
     check_family(&f);
 }
@@ -254,6 +446,7 @@ static void test_families_llama31(void)
          .seq_len = 128, .tied = 0, .rope_theta = 500000.0f, .norm_eps = 1e-5f, .seed = 102},
         {.rope_factor = 8.0f, .rope_low_freq_factor = 1.0f, .rope_high_freq_factor = 4.0f,
          .rope_orig_max_seq_len = 8192},
+        0,
     };
     check_family(&f);
 }
@@ -265,6 +458,7 @@ static void test_families_mistral(void)
         {.dim = 64, .hidden_dim = 224, .n_layers = 2, .n_heads = 4, .n_kv_heads = 1,
          .seq_len = 128, .tied = 0, .rope_theta = 10000.0f, .norm_eps = 1e-5f, .seed = 103},
         {.architecture = "MistralForCausalLM", .sliding_window = 16},
+        0,
     };
     check_family(&f);
 }
@@ -276,6 +470,7 @@ static void test_families_tinyllama(void)
         {.dim = 256, .hidden_dim = 704, .n_layers = 2, .n_heads = 32, .n_kv_heads = 4,
          .seq_len = 128, .tied = 0, .rope_theta = 10000.0f, .norm_eps = 1e-5f, .seed = 104},
         {0},
+        0,
     };
     check_family(&f);
 }
@@ -289,6 +484,23 @@ static void test_families_qwen25(void)
         {.dim = 64, .hidden_dim = 160, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
          .seq_len = 128, .tied = 1, .rope_theta = 1000000.0f, .norm_eps = 1e-6f, .seed = 105},
         {.architecture = "Qwen2ForCausalLM", .qkv_bias = 1, .sliding_window = 8},
+        0,
+    };
+    check_family(&f);
+}
+
+/* SmolLM2-135M's shape (config.json: LlamaForCausalLM, hidden_size 576,
+ * intermediate_size 1536, 30 layers, 9 heads, 3 kv heads, head_dim 64,
+ * rope_theta 100000, rms_norm_eps 1e-5, tie_word_embeddings true) at a
+ * tiny size: 9 heads of 32, 3 kv heads, the same 8/3 FFN ratio. */
+static void test_families_smollm2(void)
+{
+    static const struct family f = {
+        "smollm2", "llama",
+        {.dim = 288, .hidden_dim = 768, .n_layers = 2, .n_heads = 9, .n_kv_heads = 3,
+         .seq_len = 128, .tied = 1, .rope_theta = 100000.0f, .norm_eps = 1e-5f, .seed = 107},
+        {0},
+        1,
     };
     check_family(&f);
 }
@@ -380,6 +592,7 @@ const struct test_case families_tests[] = {
     {"families_mistral_sliding_window", test_families_mistral},
     {"families_tinyllama_gqa", test_families_tinyllama},
     {"families_qwen25_biases_tied", test_families_qwen25},
+    {"families_smollm2_byte_level_digits", test_families_smollm2},
     {"families_config_rules", test_families_config_rules},
     {NULL, NULL},
 };
