@@ -443,7 +443,8 @@ uint64_t state_bytes(const struct model *m, const struct state_options *o)
 {
     struct state_sizes z = state_sizes_of(&m->cfg, batch_of(o));
     uint64_t floats = 2 * z.dim + z.wide + 2 * z.hidden + z.q_dim + 2 * z.kv_dim + 2 * z.rope +
-                      m->cfg.vocab_size + (uint64_t)threads_of(o) * o->max_seq +
+                      m->cfg.vocab_size +
+                      (uint64_t)threads_of(o) * (m->cfg.n_heads / m->cfg.n_kv_heads) * o->max_seq +
                       z.act_q / QK * 2;
     return state_kv_bytes(m, o->max_seq, o->kv_type) + floats * sizeof(float) + z.act_q;
 }
@@ -482,7 +483,8 @@ int state_open(struct state *s, const struct model *m, const struct state_option
     s->q = calloc(z.q_dim, sizeof(float));
     s->k = calloc(z.kv_dim, sizeof(float));
     s->v = calloc(z.kv_dim, sizeof(float));
-    s->att = calloc((uint64_t)s->n_threads * o->max_seq, sizeof(float));
+    s->att = calloc((uint64_t)s->n_threads * (h->n_heads / h->n_kv_heads) * o->max_seq,
+                    sizeof(float));
     s->rope_cos = calloc(z.rope, sizeof(float));
     s->rope_sin = calloc(z.rope, sizeof(float));
     s->logits = calloc(h->vocab_size, sizeof(float));
@@ -702,40 +704,44 @@ static void kv_store(struct state *s, const struct hearth_header *h, uint32_t la
 }
 
 /* Causal attention of every query head of n_tok tokens (the first at
- * position pos) over this layer's cache; query head h reads kv head
- * h / (n_heads / n_kv_heads), and a token sees the positions up to its own
- * (the last sliding_window of them when the model has a window). Work items
- * are (head, token) pairs, head-major, split into fixed contiguous shares:
- * every head costs the same, so the shares are even. */
+ * position pos) over this layer's cache; the n_heads / n_kv_heads query
+ * heads that share a kv head go through the kernels together, and a token
+ * sees the positions up to its own (the last sliding_window of them when
+ * the model has a window). Work items are (kv head, token) pairs, kv-head-
+ * major, split into fixed contiguous shares: every kv head costs the same,
+ * so the shares are even. */
 struct attention_job {
     const struct hearth_header *h;
     struct state *s;
     uint32_t layer, pos, n_tok;
 };
 
-static void attention_one(const struct attention_job *job, uint32_t head, uint32_t t, float *att)
+static void attention_one(const struct attention_job *job, uint32_t kvh, uint32_t t, float *att)
 {
     const struct hearth_header *h = job->h;
     struct state *s = job->s;
-    uint32_t hd = h->head_dim, q_dim = h->n_heads * hd, pos = job->pos + t;
+    uint32_t hd = h->head_dim, group = h->n_heads / h->n_kv_heads, pos = job->pos + t;
     uint32_t first = (h->sliding_window && pos >= h->sliding_window) ? pos - h->sliding_window + 1 : 0;
-    uint32_t kvh = head / (h->n_heads / h->n_kv_heads);
-    const float *q = s->q + (uint64_t)t * q_dim + (uint64_t)head * hd;
+    uint32_t n = pos + 1 - first;
+    uint64_t heads = (uint64_t)t * h->n_heads * hd + (uint64_t)kvh * group * hd;
     const uint8_t *values = kv_head(s, s->value_cache, h->n_kv_heads, job->layer, kvh);
-    s->attn->scores(att, q, kv_head(s, s->key_cache, h->n_kv_heads, job->layer, kvh), s->kv_type,
-                    first, pos + 1, hd, 1.0f / sqrtf((float)hd));
-    s->attn->softmax(att, pos + 1 - first);
-    s->attn->values(s->xb + (uint64_t)t * q_dim + (uint64_t)head * hd, att,
-                    values + (uint64_t)first * hd * kv_elem_bytes(s->kv_type), s->kv_type,
-                    pos + 1 - first, hd);
+    s->attn->scores(att, s->max_seq, s->q + heads, group,
+                    kv_head(s, s->key_cache, h->n_kv_heads, job->layer, kvh), s->kv_type, first,
+                    pos + 1, hd, 1.0f / sqrtf((float)hd));
+    for (uint32_t g = 0; g < group; g++)
+        s->attn->softmax(att + (uint64_t)g * s->max_seq, n);
+    s->attn->values(s->xb + heads, att, s->max_seq, group,
+                    values + (uint64_t)first * hd * kv_elem_bytes(s->kv_type), s->kv_type, n, hd);
 }
 
 static void attention_worker(void *ctx, int thread, int n_threads)
 {
     const struct attention_job *job = ctx;
-    float *att = job->s->att + (uint64_t)thread * job->s->max_seq;
+    const struct hearth_header *h = job->h;
+    float *att = job->s->att +
+                 (uint64_t)thread * (h->n_heads / h->n_kv_heads) * job->s->max_seq;
     unsigned long long i0, i1;
-    pool_split((unsigned long long)job->h->n_heads * job->n_tok, thread, n_threads, &i0, &i1);
+    pool_split((unsigned long long)h->n_kv_heads * job->n_tok, thread, n_threads, &i0, &i1);
     for (unsigned long long i = i0; i < i1; i++)
         attention_one(job, (uint32_t)(i / job->n_tok), (uint32_t)(i % job->n_tok), att);
 }

@@ -82,7 +82,7 @@ struct state {
     float *hb, *hb2;       /* [max_batch][hidden_dim] */
     float *q;              /* [max_batch][q_dim] */
     float *k, *v;          /* [max_batch][kv_dim], before they go into the cache */
-    float *att;            /* [n_threads][max_seq]: one score row per thread */
+    float *att;            /* [n_threads][n_heads / n_kv_heads][max_seq]: score rows */
     float *rope_cos, *rope_sin; /* [max_batch][head_dim / 2] */
     float *logits;         /* vocab_size, of the last token run */
     /* [n_layers][n_kv_heads] heads of max_seq (rounded up to KV_BLOCK)

@@ -46,16 +46,19 @@ static float kv_at(const void *base, uint32_t kv_type, uint64_t index)
     return ((const float *)base)[index];
 }
 
-static void scores_scalar(float *out, const float *q, const void *keys, uint32_t kv_type,
-                          uint32_t p0, uint32_t p1, uint32_t head_dim, float scale)
+static void scores_scalar(float *out, uint64_t out_stride, const float *q, uint32_t n_q,
+                          const void *keys, uint32_t kv_type, uint32_t p0, uint32_t p1,
+                          uint32_t head_dim, float scale)
 {
-    for (uint32_t pos = p0; pos < p1; pos++) {
-        uint64_t block = (uint64_t)(pos / KV_BLOCK) * head_dim * KV_BLOCK;
-        float acc = 0.0f;
-        for (uint32_t i = 0; i < head_dim; i++)
-            acc = fmaf(q[i], kv_at(keys, kv_type, block + i * KV_BLOCK + pos % KV_BLOCK), acc);
-        out[pos - p0] = acc * scale;
-    }
+    for (uint32_t h = 0; h < n_q; h++)
+        for (uint32_t pos = p0; pos < p1; pos++) {
+            uint64_t block = (uint64_t)(pos / KV_BLOCK) * head_dim * KV_BLOCK + pos % KV_BLOCK;
+            const float *qh = q + (uint64_t)h * head_dim;
+            float acc = 0.0f;
+            for (uint32_t i = 0; i < head_dim; i++)
+                acc = fmaf(qh[i], kv_at(keys, kv_type, block + (uint64_t)i * KV_BLOCK), acc);
+            out[h * out_stride + pos - p0] = acc * scale;
+        }
 }
 
 static void softmax_scalar(float *x, uint32_t n)
@@ -76,15 +79,17 @@ static void softmax_scalar(float *x, uint32_t n)
         x[t] *= inv;
 }
 
-static void values_scalar(float *out, const float *att, const void *values, uint32_t kv_type,
-                          uint32_t n, uint32_t head_dim)
+static void values_scalar(float *out, const float *att, uint64_t att_stride, uint32_t n_q,
+                          const void *values, uint32_t kv_type, uint32_t n, uint32_t head_dim)
 {
-    for (uint32_t i = 0; i < head_dim; i++) {
-        float acc = 0.0f;
-        for (uint32_t t = 0; t < n; t++)
-            acc = fmaf(att[t], kv_at(values, kv_type, (uint64_t)t * head_dim + i), acc);
-        out[i] = acc;
-    }
+    for (uint32_t h = 0; h < n_q; h++)
+        for (uint32_t i = 0; i < head_dim; i++) {
+            float acc = 0.0f;
+            for (uint32_t t = 0; t < n; t++)
+                acc = fmaf(att[h * att_stride + t], kv_at(values, kv_type, (uint64_t)t * head_dim + i),
+                           acc);
+            out[(uint64_t)h * head_dim + i] = acc;
+        }
 }
 
 const struct attn_kernels attn_kernels_scalar = {

@@ -20,15 +20,19 @@
  *
  * Both are read front to back, so decode at a long context streams them.
  *
- * Definitions (the contract):
+ * The kernels take the n_q query heads that share one kv head (grouped-
+ * query attention) at once, so each key and value is loaded and converted
+ * once for all of them. Definitions (the contract), for each query head h:
  *   scores:  for pos in [p0, p1): acc = 0; for i = 0 .. head_dim-1:
- *            acc = fmaf(q[i], k(pos, i), acc); out[pos - p0] = acc * scale.
+ *            acc = fmaf(q[h][i], k(pos, i), acc); out[h][pos - p0] = acc * scale.
  *   softmax: m = max of x[0..n) (NaNs aside); e[t] = exp_approx(x[t] - m)
  *            (attention.c); the sum of e in 16 partial sums s[t % 16] in
  *            order of t, then the tree s[j] += s[j + 8], s[j + 4], s[j + 2],
  *            s[j + 1]; x[t] = e[t] * (1 / s[0]).
  *   values:  for i < head_dim: acc = 0; for t = 0 .. n-1:
- *            acc = fmaf(att[t], v(t, i), acc); out[i] = acc. */
+ *            acc = fmaf(att[h][t], v(t, i), acc); out[h][i] = acc.
+ * q[h] is q + h * head_dim, out[h] of scores and att[h] are rows of a
+ * stride given by the caller, out[h] of values is out + h * head_dim. */
 #ifndef HEARTH_ATTENTION_H
 #define HEARTH_ATTENTION_H
 
@@ -38,14 +42,15 @@
 
 struct attn_kernels {
     const char *name;
-    /* keys: the head's whole key cache (layout above); kv_type HEARTH_F32 or
-     * HEARTH_F16. Writes p1 - p0 scores. */
-    void (*scores)(float *out, const float *q, const void *keys, uint32_t kv_type, uint32_t p0,
-                   uint32_t p1, uint32_t head_dim, float scale);
+    /* keys: the kv head's whole key cache (layout above); kv_type
+     * HEARTH_F32 or HEARTH_F16. Writes p1 - p0 scores per query head. */
+    void (*scores)(float *out, uint64_t out_stride, const float *q, uint32_t n_q,
+                   const void *keys, uint32_t kv_type, uint32_t p0, uint32_t p1,
+                   uint32_t head_dim, float scale);
     void (*softmax)(float *x, uint32_t n);
     /* values: the rows of the n positions to sum (the first at row 0). */
-    void (*values)(float *out, const float *att, const void *values, uint32_t kv_type, uint32_t n,
-                   uint32_t head_dim);
+    void (*values)(float *out, const float *att, uint64_t att_stride, uint32_t n_q,
+                   const void *values, uint32_t kv_type, uint32_t n, uint32_t head_dim);
 };
 
 extern const struct attn_kernels attn_kernels_scalar;

@@ -6,7 +6,8 @@
  * time, for every weight type, KV cache type, kernel set, thread count and
  * batch size, including prompt lengths that are not a multiple of the batch,
  * with a sliding window, and the greedy continuation is the same. A small
- * synthetic GQA model (random weights, exported by ./export) keeps it fast. */
+ * synthetic GQA model (random weights, exported by ./export) keeps it fast.
+ * The attention kernels are also checked against their scalar twins here. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 
 #include "../err.h"
 #include "../model.h"
+#include "../quant.h"
 #include "../sampler.h"
 #include "../threads.h"
 #include "synth.h"
@@ -180,6 +182,84 @@ static void test_state_open_refusals(void)
     model_close(&m);
 }
 
+/* Random floats in [-2, 2) from a small LCG. */
+static float rand_float(uint64_t *s)
+{
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)(*s >> 40) / (float)(1 << 22) - 2.0f;
+}
+
+/* Every SIMD attention kernel equals its scalar twin bit for bit (contract
+ * in kernels/attention.h), over random head sizes (tails below 8 and 16
+ * included), query-group sizes across the per-pass limit, position ranges
+ * that start and end inside key blocks, and both KV types. */
+static void test_attention_kernels_match_scalar(void)
+{
+    const struct attn_kernels *simd[] = {&attn_kernels_avx2};
+    char err[HEARTH_ERR_BYTES];
+    if (!kernels_select("avx2", err))
+        return; /* this CPU runs only the scalar kernels: nothing to compare */
+    static const uint32_t dims[] = {2, 6, 8, 10, 24, 64, 72, 128};
+    uint64_t rng = 3;
+    enum { MAX_POS = 160, MAX_Q = 9, MAX_HD = 128 };
+    uint16_t *k16 = malloc(MAX_POS * MAX_HD * 2), *v16 = malloc(MAX_POS * MAX_HD * 2);
+    float *k32 = malloc(MAX_POS * MAX_HD * 4), *v32 = malloc(MAX_POS * MAX_HD * 4);
+    float *q = malloc(MAX_Q * MAX_HD * 4), *a = malloc(MAX_Q * MAX_POS * 4);
+    float *b = malloc(MAX_Q * MAX_POS * 4), *oa = malloc(MAX_Q * MAX_HD * 4);
+    float *ob = malloc(MAX_Q * MAX_HD * 4);
+    for (size_t i = 0; i < MAX_POS * MAX_HD; i++) {
+        k32[i] = rand_float(&rng), v32[i] = rand_float(&rng);
+        k16[i] = f32_to_fp16(k32[i]), v16[i] = f32_to_fp16(v32[i]);
+    }
+    for (size_t i = 0; i < MAX_Q * MAX_HD; i++)
+        q[i] = rand_float(&rng);
+    int bad = 0;
+    for (size_t s = 0; s < sizeof simd / sizeof simd[0]; s++)
+        for (int trial = 0; trial < 300 && !bad; trial++) {
+            uint32_t hd = dims[trial % 8], n_q = 1 + (uint32_t)(rng >> 33) % MAX_Q;
+            uint32_t p1 = 1 + (uint32_t)(rand_float(&rng) * 1000 + 3000) % MAX_POS;
+            uint32_t p0 = (uint32_t)(rng >> 35) % p1, n = p1 - p0;
+            int f16 = trial & 1;
+            uint32_t type = f16 ? HEARTH_F16 : HEARTH_F32;
+            const void *keys = f16 ? (const void *)k16 : (const void *)k32;
+            const void *vals = f16 ? (const void *)(v16 + (size_t)p0 * hd)
+                                   : (const void *)(v32 + (size_t)p0 * hd);
+            attn_kernels_scalar.scores(a, MAX_POS, q, n_q, keys, type, p0, p1, hd, 0.125f);
+            simd[s]->scores(b, MAX_POS, q, n_q, keys, type, p0, p1, hd, 0.125f);
+            for (uint32_t h = 0; h < n_q; h++)
+                bad |= memcmp(a + h * MAX_POS, b + h * MAX_POS, n * sizeof(float)) != 0;
+            CHECK(!bad, "%s scores differ: head_dim %u, %u heads, positions %u..%u, %s",
+                  simd[s]->name, hd, n_q, p0, p1, f16 ? "f16" : "f32");
+            for (uint32_t h = 0; h < n_q; h++) {
+                attn_kernels_scalar.softmax(a + h * MAX_POS, n);
+                simd[s]->softmax(b + h * MAX_POS, n);
+                bad |= memcmp(a + h * MAX_POS, b + h * MAX_POS, n * sizeof(float)) != 0;
+            }
+            CHECK(!bad, "%s softmax differs over %u values", simd[s]->name, n);
+            attn_kernels_scalar.values(oa, a, MAX_POS, n_q, vals, type, n, hd);
+            simd[s]->values(ob, a, MAX_POS, n_q, vals, type, n, hd);
+            bad |= memcmp(oa, ob, (size_t)n_q * hd * sizeof(float)) != 0;
+            CHECK(!bad, "%s values differ: head_dim %u, %u heads, %u rows, %s", simd[s]->name,
+                  hd, n_q, n, f16 ? "f16" : "f32");
+        }
+    free(k16), free(v16), free(k32), free(v32), free(q), free(a), free(b), free(oa), free(ob);
+}
+
+/* exp_approx against libm's expf over the softmax's range: within 2 ulp,
+ * and exactly 0 below -87. */
+static void test_exp_approx(void)
+{
+    float worst = 0.0f;
+    for (float x = -87.0f; x <= 0.0f; x += 0.000731f) {
+        double want = exp((double)x);
+        float got = exp_approx(x);
+        float ulp = nextafterf((float)want, INFINITY) - (float)want;
+        worst = fmaxf(worst, (float)(fabs(got - want) / ulp));
+    }
+    CHECK(worst <= 2.0f, "exp_approx is %g ulp from exp", worst);
+    CHECK(exp_approx(-87.5f) == 0.0f && exp_approx(0.0f) == 1.0f, "exp_approx edges");
+}
+
 const struct test_case prefill_tests[] = {
     {"prefill_f32_equals_decode", test_prefill_f32},
     {"prefill_q8_0_kv_f16_equals_decode", test_prefill_q8_0},
@@ -188,5 +268,7 @@ const struct test_case prefill_tests[] = {
     {"prefill_sliding_window_equals_decode", test_prefill_window},
     {"prefill_kv_f16_error_bounded", test_kv_f16_error},
     {"prefill_state_open_refusals", test_state_open_refusals},
+    {"attention_kernels_match_scalar", test_attention_kernels_match_scalar},
+    {"attention_exp_approx_within_2_ulp", test_exp_approx},
     {NULL, NULL},
 };
