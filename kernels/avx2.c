@@ -1,6 +1,7 @@
 /* kernels/avx2.c - the kernels for x86-64 CPUs with AVX2, FMA and F16C (no
  * VNNI): activation quantization and the F32 / Q8_0 / Q4_0 matrix x vector
- * products, bit-identical to kernels/scalar.c.
+ * products and their batched forms (gemm_*, prompt prefill), bit-identical
+ * to kernels/scalar.c; and the int8 peak probe the bench times.
  *
  * Every function carries its own target attribute, so this file builds with
  * the project's plain flags and the binary runs on any x86-64; callers reach
@@ -337,19 +338,28 @@ AVX2 static void matvec_q4_0_avx2(float *out, const void *w, const struct q8_act
 }
 
 /* ---- batched products (prompt prefill) ---------------------------------
- * A tile is 8 rows (one ymm half of a 16-row group) x up to GEMM_TOKENS
- * tokens: per block column, each 32-byte weight load (and its unpacking)
- * serves every token of the tile, while each token keeps its own int
- * accumulator and f32 accumulator in registers. Per output the arithmetic
- * is exactly matvec's: the same exact int32 block dot, then one f32
- * multiply d_w * d_a and one FMA per block, in block order. Tokens are
- * walked in blocks of at most GEMM_ACT_BYTES of activations, so the
- * activations a tile reads stay in L2 while every row group of [r0, r1)
- * passes over them; a half group's weights are reused by all tiles of the
- * token block from L1/L2. Measured figures: docs/KERNELS.md, "GEMM
- * kernels". */
+ * A tile is 8 rows (one ymm half of a 16-row group) x GEMM_TOKENS tokens:
+ * per block column each 32-byte weight load, and its unpacking, serves
+ * every token of the tile, while each token keeps its int block
+ * accumulator and its f32 accumulator in registers (8 of the 16 ymm with
+ * 4 tokens; the unpacked weights and constants take the rest). Per output
+ * the arithmetic is exactly matvec's: the same exact int32 block dot, then
+ * one f32 multiply d_w * d_a and one FMA per block, in block order.
+ *
+ * Loop order: token blocks, then the half groups of [r0, r1), then the
+ * tiles of the token block; a half group's weights (tens of KB) stay in
+ * L1/L2 while the tiles pass over them, and the activations stream from
+ * L2/L3. Token blocks are capped at GEMM_ACT_BYTES of activations, so a
+ * very long prompt does not push them out of the last-level cache; smaller
+ * blocks, which re-read the weights more often, were slower. Measured on
+ * the development machine (Zen 3, one thread, Q4_0, best of 4 x 15 runs,
+ * GOP/s): blocks of 64 KB / 1 MB / 4 MB: 120 / 151 / 155 (2048 x 8192, 256
+ * tokens); 2 / 3 / 4 / 5 tokens per tile: 130 / 148 / 153 / 152 (2048 x
+ * 2048, 64 tokens); tiles of 16 rows x 2 / 3 / 4 tokens, sharing each
+ * activation broadcast between both halves: 135 / 94 / 99. Figures:
+ * docs/KERNELS.md, "GEMM kernels". */
 #define GEMM_TOKENS 4
-#define GEMM_ACT_BYTES (64u * 1024u)
+#define GEMM_ACT_BYTES (4u << 20)
 
 /* Tokens per token block: a multiple of GEMM_TOKENS whose int8
  * activations fit GEMM_ACT_BYTES (at least one tile). */
@@ -487,7 +497,7 @@ tile_packed(int is_q4, float *out, uint64_t ldo, uint64_t row, int n_rows, const
 }
 
 /* Token blocks, then the half groups of [r0, r1) (a half wholly past r1 is
- * skipped), then tiles of GEMM_TOKENS tokens and one tile of the 1..3
+ * skipped), then tiles of GEMM_TOKENS (4) tokens and one tile of the 1..3
  * left. */
 AVX2 static inline __attribute__((always_inline)) void
 gemm_packed(int is_q4, float *out, uint64_t ldo, const void *w, const struct q8_act *a,
@@ -507,7 +517,8 @@ gemm_packed(int is_q4, float *out, uint64_t ldo, const void *w, const struct q8_
                 int n_rows = r1 - row < 8 ? (int)(r1 - row) : 8;
                 uint64_t t = tb;
                 for (; t + GEMM_TOKENS <= te; t += GEMM_TOKENS)
-                    tile_packed(is_q4, out, ldo, row, n_rows, grp, half, nb, a, cols, t, 4);
+                    tile_packed(is_q4, out, ldo, row, n_rows, grp, half, nb, a, cols, t,
+                                GEMM_TOKENS);
                 if (te - t == 3)
                     tile_packed(is_q4, out, ldo, row, n_rows, grp, half, nb, a, cols, t, 3);
                 else if (te - t == 2)
@@ -539,11 +550,13 @@ AVX2 static void gemm_q8_0_avx2(float *out, uint64_t ldo, const void *w, const s
  * same column order, and the same tail (masked loads give 0, and
  * fma(0, 0, s) = s as s is never -0) and tree; so each output is
  * matvec_f32_avx2's. 2 x 3 uses 12 accumulators, 2 weight and 1
- * activation register per half step. Tokens are walked in blocks whose
- * activations fit GEMM_F32_BYTES, so they stay in L2 across rows. */
+ * activation register per half step. Tokens are walked in blocks of at
+ * most GEMM_ACT_BYTES of activations, as the packed types: 96 KB blocks
+ * (which kept them in L2) re-read the far larger F32 weights more often and
+ * were slower (2048 x 2048, 64 tokens, best of 3 x 15 runs: 31.6 against
+ * 45.3 GFLOP/s). */
 #define F32_ROWS 2
 #define F32_TOKENS 3
-#define GEMM_F32_BYTES (96u * 1024u)
 
 AVX2 static inline __attribute__((always_inline)) void
 tile_f32(float *out, uint64_t ldo, const float *w, const float *x, uint64_t cols, uint64_t r,
@@ -615,7 +628,7 @@ rows_f32(float *out, uint64_t ldo, const float *w, const float *x, uint64_t cols
 AVX2 static void gemm_f32_avx2(float *out, uint64_t ldo, const float *w, const float *x,
                                uint32_t n_tok, uint64_t cols, uint64_t r0, uint64_t r1)
 {
-    uint64_t tblock = GEMM_F32_BYTES / (cols * sizeof(float)) / F32_TOKENS * F32_TOKENS;
+    uint64_t tblock = GEMM_ACT_BYTES / (cols * sizeof(float)) / F32_TOKENS * F32_TOKENS;
     if (tblock == 0)
         tblock = F32_TOKENS;
     for (uint64_t tb = 0; tb < n_tok; tb += tblock) {
@@ -654,11 +667,13 @@ AVX2 static uint64_t int8_peak_loop_avx2(uint64_t n_iter, int32_t *sink)
         #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
             __asm__("" : "+x"(u[k]));
-            acc[k] = _mm256_add_epi32(acc[k], _mm256_madd_epi16(_mm256_maddubs_epi16(u[k], s0), ones));
-            acc[k] = _mm256_add_epi32(acc[k], _mm256_madd_epi16(_mm256_maddubs_epi16(u[k], s1), ones));
+            __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(u[k], s0), ones);
+            __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(u[k], s1), ones);
+            acc[k] = _mm256_add_epi32(_mm256_add_epi32(acc[k], p0), p1);
         }
     }
-    __m256i t = _mm256_add_epi32(_mm256_add_epi32(acc[0], acc[1]), _mm256_add_epi32(acc[2], acc[3]));
+    __m256i t = _mm256_add_epi32(_mm256_add_epi32(acc[0], acc[1]),
+                                 _mm256_add_epi32(acc[2], acc[3]));
     __m128i t4 = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
     t4 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0x4e));
     t4 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0xb1));

@@ -1,6 +1,7 @@
 /* kernels/avx512.c - the kernels for x86-64 CPUs with AVX-512 F/BW/VL and
  * AVX-512 VNNI: activation quantization and the F32 / Q8_0 / Q4_0 matrix x
- * vector products, bit-identical to kernels/scalar.c.
+ * vector products and their batched forms (gemm_*, prompt prefill),
+ * bit-identical to kernels/scalar.c; and the int8 peak probe.
  *
  * Every function carries its own target attribute, so this file builds with
  * the project's plain flags and the binary runs on any x86-64; callers reach
@@ -239,13 +240,13 @@ AVX512 static void matvec_q4_0_avx512(float *out, const void *w, const struct q8
  * one f32 accumulator in registers: 8 x 3 + 3 of the 32 zmm. Per output
  * the arithmetic is exactly group_q8_0's / group_q4_0's: the same exact
  * int32 block dot, one f32 multiply d_w * d_a and one FMA per block, in
- * block order. Tokens are walked in blocks of at most GEMM_ACT_BYTES of
- * activations, so they stay in L2 while the groups of [r0, r1) pass over
- * them. Not timed: the development machine has no AVX-512 (the tile sizes
- * come from the register count and vpdpbusd's latency; avx2.c's were
- * measured). Checked bit for bit in emulation, tests/emulated/. */
+ * block order. Loop order and token blocks (at most GEMM_ACT_BYTES of
+ * activations) as in avx2.c, where they were measured. Not timed here:
+ * the development machine has no AVX-512, so the tile size comes from the
+ * register count and vpdpbusd's latency, not from measurement. Checked bit
+ * for bit in emulation, tests/emulated/. */
 #define GEMM_TOKENS 8
-#define GEMM_ACT_BYTES (64u * 1024u)
+#define GEMM_ACT_BYTES (4u << 20)
 
 /* Tokens per token block: a multiple of GEMM_TOKENS whose int8
  * activations fit GEMM_ACT_BYTES (at least one tile). */
@@ -417,10 +418,10 @@ AVX512 static void gemm_q8_0_avx512(float *out, uint64_t ldo, const void *w,
  * output updated by the FMAs of f32_rows in the same column order, the
  * same masked tail (lanes past cols % 16 keep their sum) and the same
  * tree, so each output is matvec_f32_avx512's. 4 x 4 = 16 accumulators,
- * 4 weight registers and 1 activation register per step. */
+ * 4 weight registers and 1 activation register per step; token blocks of
+ * at most GEMM_ACT_BYTES of activations. */
 #define F32_ROWS 4
 #define F32_TOKENS 4
-#define GEMM_F32_BYTES (96u * 1024u)
 
 AVX512 static inline __attribute__((always_inline)) void
 tile_f32(float *out, uint64_t ldo, const float *w, const float *x, uint64_t cols, uint64_t r,
@@ -483,7 +484,7 @@ rows_f32(float *out, uint64_t ldo, const float *w, const float *x, uint64_t cols
 AVX512 static void gemm_f32_avx512(float *out, uint64_t ldo, const float *w, const float *x,
                                    uint32_t n_tok, uint64_t cols, uint64_t r0, uint64_t r1)
 {
-    uint64_t tblock = GEMM_F32_BYTES / (cols * sizeof(float)) / F32_TOKENS * F32_TOKENS;
+    uint64_t tblock = GEMM_ACT_BYTES / (cols * sizeof(float)) / F32_TOKENS * F32_TOKENS;
     if (tblock == 0)
         tblock = F32_TOKENS;
     for (uint64_t tb = 0; tb < n_tok; tb += tblock) {
@@ -505,22 +506,37 @@ AVX512 static void gemm_f32_avx512(float *out, uint64_t ldo, const float *w, con
  * to two per cycle, from registers only: the accumulators are both input
  * and output, so nothing can be hoisted, and the operands come from n_iter
  * so nothing is known at compile time. One vpdpbusd is 64 byte
- * multiply-adds, counted as 128 operations. */
+ * multiply-adds, counted as 128 operations.
+ *
+ * In the native build the instruction is written out: for the intrinsic
+ * in this loop gcc 12 emits two zmm register copies per vpdpbusd (24 per
+ * iteration, seen in its assembly; clang 14 emits none), which would make
+ * the probe measure the front end instead of the multiply units. The
+ * emulated build (no AVX-512 registers to name) uses the intrinsic. */
 #define PEAK_CHAINS 12
+
+#if defined(HEARTH_EMULATE_AVX512)
+#define DPBUSD_IN_PLACE(acc, u, s) ((acc) = _mm512_dpbusd_epi32((acc), (u), (s)))
+#else
+/* AT&T operand order: vpdpbusd signed, unsigned, accumulator */
+#define DPBUSD_IN_PLACE(acc, u, s) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(s))
+#endif
 
 AVX512 static uint64_t int8_peak_loop_avx512(uint64_t n_iter, int32_t *sink)
 {
     const __m512i u = _mm512_set1_epi8((char)(n_iter | 1));
     const __m512i s = _mm512_set1_epi8((char)(3 + (n_iter & 4)));
     __m512i acc[PEAK_CHAINS];
+    #pragma GCC unroll 12
     for (int k = 0; k < PEAK_CHAINS; k++)
         acc[k] = _mm512_set1_epi32(k);
     for (uint64_t it = 0; it < n_iter; it++) {
         #pragma GCC unroll 12
         for (int k = 0; k < PEAK_CHAINS; k++)
-            acc[k] = _mm512_dpbusd_epi32(acc[k], u, s);
+            DPBUSD_IN_PLACE(acc[k], u, s);
     }
     __m512i t = acc[0];
+    #pragma GCC unroll 12
     for (int k = 1; k < PEAK_CHAINS; k++)
         t = _mm512_add_epi32(t, acc[k]);
     *sink = _mm512_reduce_add_epi32(t);

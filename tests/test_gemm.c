@@ -4,10 +4,10 @@
  * what the table's own matvec, and the scalar matvec, give for that token
  * alone; and nothing outside rows [r0, r1) of each token's output may be
  * written. Shapes cover tail groups, cols from 32 to 4096 (odd multiples
- * of 32; any cols for F32), 1..70 tokens (across the SIMD kernels' token
- * blocks and tiles), row subranges and an output stride larger than the
- * rows. Also: int16 saturation extremes, empty calls, and the int8 peak
- * probe's contract.
+ * of 32; any cols for F32), 1..70 tokens (every remainder of the SIMD
+ * kernels' token tiles) and about 1030 (across their token blocks), row
+ * subranges and an output stride larger than the rows. Also: int16
+ * saturation extremes, empty calls, and the int8 peak probe's contract.
  *
  * In the tests/emulated/ build the avx512 table is emulated and tested on
  * any CPU, as in tests/test_kernels.c. Nothing here times anything. */
@@ -273,8 +273,8 @@ static void pick_range(uint32_t type, struct shape *s, uint64_t *rng)
     s->r1 = g1 * ROW_GROUP < s->rows ? g1 * ROW_GROUP : s->rows;
 }
 
-/* Token counts: the tile sizes and their neighbours, and counts that cross
- * the SIMD kernels' token blocks (64 tokens at 1024 int8 columns). */
+/* Token counts: the SIMD tile sizes (4 and 8 tokens) and their neighbours,
+ * and counts long enough to take full tiles and a remainder. */
 static const uint32_t token_counts[] = {1, 2, 3, 5, 7, 17, 64, 65, 4, 6, 8, 9, 13, 70};
 #define N_TOKEN_COUNTS (sizeof token_counts / sizeof token_counts[0])
 
@@ -353,6 +353,20 @@ static void test_gemm_f32(void)
             s.ldo = s.rows + ti % 4;
             check_shape(HEARTH_F32, &s, &rng);
         }
+}
+
+/* Long prompts: the SIMD kernels walk the tokens in blocks of at most 4 MB
+ * of activations (GEMM_ACT_BYTES in kernels/avx2.c and avx512.c: 1024
+ * tokens of 4096 int8 columns, 1023 or 1024 of 1024 F32 columns); these
+ * counts cross a block boundary and end in a partial tile. */
+static void test_token_blocks(void)
+{
+    uint64_t rng = 0xb10c;
+    struct shape q = {9, 4096, 1029, 0, 9, 11};
+    check_shape(HEARTH_Q4_0, &q, &rng);
+    check_shape(HEARTH_Q8_0, &q, &rng);
+    struct shape f = {5, 1024, 1027, 0, 5, 6};
+    check_shape(HEARTH_F32, &f, &rng);
 }
 
 /* The largest int16 sums the SIMD kernels' exactness arguments allow:
@@ -447,6 +461,7 @@ const struct test_case gemm_tests[] = {
     {"gemm_q4_0_vs_matvec", test_gemm_q4_0},
     {"gemm_q8_0_vs_matvec", test_gemm_q8_0},
     {"gemm_f32_vs_matvec", test_gemm_f32},
+    {"gemm_token_blocks", test_token_blocks},
     {"gemm_extremes", test_extremes},
     {"gemm_empty", test_empty},
     {"gemm_peak_probe", test_peak_probe},
