@@ -324,6 +324,36 @@ static void test_render(void)
     free(json);
 }
 
+/* A model whose trained context is 16M positions (stories260K with its
+ * header's max_seq_len patched: the loader checks it against its bound, the
+ * weights do not depend on it): the default context is capped so the KV
+ * cache takes at most a quarter of RAM, and a context whose KV cache cannot
+ * be allocated is refused with one message before anything runs. */
+static void test_context_memory_budget(void)
+{
+    size_t n;
+    unsigned char *bytes = (unsigned char *)test_read_file("models/stories260K.hearth", &n);
+    char *path = test_path("long_context.hearth");
+    uint32_t max_seq = 1u << 24;
+    FILE *f = bytes && n > 64 ? fopen(path, "wb") : NULL;
+    CHECK(f != NULL, "cannot write %s", path);
+    if (f) {
+        memcpy(bytes + 44, &max_seq, 4); /* struct hearth_header.max_seq_len */
+        fwrite(bytes, 1, n, f);
+        fclose(f);
+        char cmd[512];
+        snprintf(cmd, sizeof cmd, "./run %s --info", path);
+        char *out = run_expect(cmd, 0, NULL);
+        CHECK(out && strstr(out, "capped to 1/4 of RAM"), "--info: %s", out ? out : "");
+        free(out);
+        snprintf(cmd, sizeof cmd, "ulimit -v 300000; ./run %s --ctx 16777216 --kv-type f32 -n 16777216",
+                 path);
+        expect_error(cmd, 1, "out of memory for a 16777216-position context");
+    }
+    free(bytes);
+    free(path);
+}
+
 const struct test_case cli_tests[] = {
     {"cli: ./run -t 0 -n 200 prints llama2.c's text", test_default_model_matches_llama2c_stdout},
     {"cli: --tokenize prints ids", test_tokenize},
@@ -341,5 +371,6 @@ const struct test_case cli_tests[] = {
     {"cli: a piped two-turn chat reuses the cached first turn", test_chat_session_reuses_cache},
     {"cli: --chat -i answers once; template errors are clear", test_chat_one_shot_and_errors},
     {"cli: --render prints the reference renderings", test_render},
+    {"cli: the default context fits a memory budget; no memory, one message", test_context_memory_budget},
     {NULL, NULL},
 };
