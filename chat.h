@@ -4,8 +4,8 @@
  *
  * The families are those of enum hearth_chat_template (format.h); each
  * renders exactly as its model's Jinja template does under transformers'
- * apply_chat_template (reference renderings: ../shared/data/ref/chat/, copied
- * to tests/data/chat/). Only the plain conversation part of each template
+ * apply_chat_template (reference renderings: tests/data/chat/, copied
+ * from the project's reference data). Only the plain conversation part of each template
  * is implemented: roles system, user and assistant with text content; tool
  * definitions, tool calls and other template variables are not.
  *

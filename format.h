@@ -45,7 +45,7 @@ enum hearth_rope_scaling {
 
 /* header.chat_template: the prompt format the model was trained on, as
  * recognised by export from the model's own Jinja chat_template. The names
- * (chat.c) are those of ../shared/data/ref/chat/INDEX.tsv. */
+ * (chat.c) are those of tests/data/chat/INDEX.tsv. */
 enum hearth_chat_template {
     HEARTH_CHAT_NONE = 0,
     HEARTH_CHAT_LLAMA2 = 1,

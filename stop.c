@@ -10,42 +10,17 @@
 
 #include "err.h"
 #include "stop.h"
+#include "unicode.h"
 
 /* Offset of the first byte of s[0..n) that is not part of a well-formed
- * UTF-8 character (Unicode 15, table 3-7), or n if all are. */
+ * UTF-8 character, or n if all are. */
 static size_t utf8_bad_at(const unsigned char *s, size_t n)
 {
-    size_t i = 0;
-    while (i < n) {
-        unsigned char b = s[i];
-        size_t need;
-        unsigned char lo = 0x80, hi = 0xbf; /* range of the second byte */
-        if (b < 0x80) {
-            i++;
-            continue;
-        } else if (b >= 0xc2 && b <= 0xdf) {
-            need = 2;
-        } else if (b >= 0xe0 && b <= 0xef) {
-            need = 3;
-            lo = b == 0xe0 ? 0xa0 : 0x80; /* E0 80..9F would be overlong */
-            hi = b == 0xed ? 0x9f : 0xbf; /* ED A0..BF would be a surrogate */
-        } else if (b >= 0xf0 && b <= 0xf4) {
-            need = 4;
-            lo = b == 0xf0 ? 0x90 : 0x80; /* F0 80..8F would be overlong */
-            hi = b == 0xf4 ? 0x8f : 0xbf; /* F4 90.. would exceed U+10FFFF */
-        } else {
-            return i; /* C0, C1, F5..FF, or a stray continuation byte */
-        }
-        if (n - i < need)
-            return i;
-        for (size_t k = 1; k < need; k++) {
-            unsigned char l = k == 1 ? lo : 0x80, h = k == 1 ? hi : 0xbf;
-            if (s[i + k] < l || s[i + k] > h)
-                return i;
-        }
-        i += need;
-    }
-    return n;
+    size_t i = 0, len;
+    uint32_t cp;
+    while (i < n && (len = unicode_utf8_next(s + i, n - i, &cp)) > 0)
+        i += len;
+    return i;
 }
 
 void stop_init(struct stop_matcher *m)

@@ -98,9 +98,7 @@ static uint32_t nfc_props(uint32_t cp)
     return unicode_nfc_props[lo] & 0x3ffu;
 }
 
-/* The well-formed character at s[0..n) (n >= 1; Unicode 15.0 table 3-7):
- * its length, with its code point in *cp, or 0 if s[0] starts none. */
-static size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
+size_t unicode_utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
 {
     unsigned char b = s[0];
     size_t len;
@@ -142,7 +140,7 @@ enum unicode_nfc_check unicode_nfc_quick_check(const char *in, size_t n)
     uint32_t last_ccc = 0;
     for (size_t i = 0; i < n;) {
         uint32_t cp;
-        size_t len = utf8_next(s + i, n - i, &cp);
+        size_t len = unicode_utf8_next(s + i, n - i, &cp);
         if (len == 0) { /* a bad byte: a starter, passed through */
             last_ccc = 0;
             i++;
@@ -245,7 +243,7 @@ static size_t decompose_text(const unsigned char *s, size_t n, uint32_t *w, size
     size_t m = 0;
     for (size_t i = 0; i < n;) {
         uint32_t cp, d[UNICODE_NFC_MAX_DECOMP];
-        size_t len = utf8_next(s + i, n - i, &cp), k;
+        size_t len = unicode_utf8_next(s + i, n - i, &cp), k;
         if (len == 0) {
             d[0] = BAD_BYTE + s[i];
             k = 1;

@@ -52,6 +52,12 @@ enum unicode_nfc_check {
 };
 enum unicode_nfc_check unicode_nfc_quick_check(const char *in, size_t n);
 
+/* The well-formed UTF-8 character at s[0..n) (n >= 1; Unicode 15.0 table
+ * 3-7): its length, with its code point in *cp, or 0 if s[0] starts none
+ * (a stray continuation byte, C0/C1, F5..FF, an overlong form, a surrogate,
+ * above U+10FFFF, or cut short by n). */
+size_t unicode_utf8_next(const unsigned char *s, size_t n, uint32_t *cp);
+
 /* uint32_t entries of work that unicode_nfc needs for n bytes of input:
  * 2 * (n + n / 2 + 1), or SIZE_MAX if that overflows. */
 size_t unicode_nfc_work_len(size_t n);
