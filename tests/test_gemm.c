@@ -19,6 +19,7 @@
 #include "../format.h"
 #include "../kernels/kernels.h"
 #include "../quant.h"
+#include "kernel_tables.h"
 #include "test.h"
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -26,45 +27,8 @@
 /* scalar first, then the SIMD tables this CPU runs; returns how many. */
 static int all_tables(const struct kernels *out[3])
 {
-    static const char *const names[] = {"avx2", "avx512"};
-    int n = 0;
-    out[n++] = &kernels_scalar;
-    for (int i = 0; i < 2; i++) {
-        char err[HEARTH_ERR_BYTES];
-        const struct kernels *k = kernels_select(names[i], err);
-#if defined(HEARTH_EMULATE_AVX512)
-        /* tests/emulated/ build: the emulated avx512 table runs anywhere */
-        if (!k && strcmp(names[i], "avx512") == 0)
-            k = &kernels_avx512;
-#endif
-        if (k)
-            out[n++] = k;
-    }
-    return n;
-}
-
-static void *xalloc(size_t n)
-{
-    void *p = aligned_alloc(64, (n + 63) / 64 * 64);
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(2);
-    }
-    return p;
-}
-
-static void act_alloc(struct q8_act *a, uint64_t n)
-{
-    a->q = xalloc(n);
-    a->d = xalloc(n / QK * sizeof(float));
-    a->sum = xalloc(n / QK * sizeof(int32_t));
-}
-
-static void act_free(struct q8_act *a)
-{
-    free(a->q);
-    free(a->d);
-    free(a->sum);
+    out[0] = &kernels_scalar;
+    return 1 + simd_tables(out + 1);
 }
 
 /* Token t's slice of a batched activation, as kernels.h lays it out. */

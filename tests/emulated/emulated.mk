@@ -12,7 +12,7 @@ EMU_HEADERS := $(wildcard *.h kernels/*.h tests/*.h tests/emulated/*.h)
 
 # The kernels and gemm suites with the emulated avx512.o in place of the
 # real one.
-EMU_SRC := tests/runner.c tests/test_kernels.c tests/test_gemm.c quant.c \
+EMU_SRC := tests/runner.c tests/test_kernels.c tests/test_gemm.c tests/kernel_tables.c quant.c \
 	$(filter-out kernels/avx512.c,$(wildcard kernels/*.c))
 EMU_OBJ := $(EMU_SRC:%.c=$(EMU_DIR)/%.o) $(EMU_DIR)/kernels/avx512.o
 
@@ -60,9 +60,9 @@ $(EMU_DIR)/kernels/avx512.o: kernels/avx512.c $(EMU_HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(EMU_SHIM_FLAGS) -DHEARTH_EMULATE_AVX512 -c $< -o $@
 
-# test_kernels.c and test_gemm.c: the define lets them test the avx512
+# kernel_tables.c: the define makes simd_tables hand the suites the avx512
 # table on any CPU.
-$(EMU_DIR)/tests/test_kernels.o $(EMU_DIR)/tests/test_gemm.o: $(EMU_DIR)/tests/%.o: tests/%.c $(EMU_HEADERS)
+$(EMU_DIR)/tests/kernel_tables.o: tests/kernel_tables.c $(EMU_HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DHEARTH_EMULATE_AVX512 -c $< -o $@
 
