@@ -609,23 +609,26 @@ static void matmul_worker(void *ctx, int thread, int n_threads)
 }
 
 /* out_i = W_i x for each job and each of the n_tok tokens of x; all W_i
- * have x's row length as their cols. */
+ * have x's row length as their cols. When any W_i is Q8_0/Q4_0, s->act
+ * must already hold x quantized (the per-token steps below do it). */
 static void matmul(struct state *s, const float *x, uint32_t n_tok, const struct matmul_job *jobs,
                    int n_jobs, int swiglu)
 {
-    for (int i = 0; i < n_jobs; i++)
-        if (jobs[i].w->type != HEARTH_F32) {
-            s->kern->quantize_act(x, (uint64_t)n_tok * jobs[i].w->cols, &s->act);
-            break;
-        }
     struct matmul_batch b = {s->kern, x, &s->act, n_tok, jobs, n_jobs, swiglu};
     pool_run(s->pool, matmul_worker, &b);
+}
+
+static int quantized(const struct tensor *w)
+{
+    return w->type != HEARTH_F32;
 }
 
 void model_matmul(struct state *s, float *out, const float *x, uint32_t n_tok,
                   const struct tensor *w)
 {
     struct matmul_job job = {out, w};
+    if (quantized(w))
+        s->kern->quantize_act(x, (uint64_t)n_tok * w->cols, &s->act);
     matmul(s, x, n_tok, &job, 1, 0);
 }
 
@@ -638,15 +641,14 @@ static void embed(const struct tensor *e, int32_t token, float *out)
         unpack_row(e->type, e->data, e->cols, (uint64_t)token, out);
 }
 
-/* Adds the bias vector to each of n_tok rows of x. */
-static void add_bias(float *x, const struct tensor *bias, uint32_t n_tok)
+/* Adds the bias vector (if the model has one) to row t of x. */
+static void add_bias(float *x, const struct tensor *bias, uint32_t t)
 {
     if (!bias->data)
         return;
     const float *b = bias->data;
-    for (uint32_t t = 0; t < n_tok; t++)
-        for (uint64_t i = 0; i < bias->cols; i++)
-            x[t * bias->cols + i] += b[i];
+    for (uint64_t i = 0; i < bias->cols; i++)
+        x[t * bias->cols + i] += b[i];
 }
 
 /* Rotates adjacent pairs (2i, 2i+1) of every head in vec by the angles of
@@ -681,24 +683,21 @@ static void kv_put(void *base, uint32_t kv_type, uint64_t index, float value)
         ((float *)base)[index] = value;
 }
 
-/* Stores the n_tok new keys and values of this layer (s->k, s->v) at
- * positions pos .. pos + n_tok - 1, in the layout of kernels/attention.h. */
+/* Stores token t's key and value of this layer (s->k, s->v row t) at
+ * position pos, in the layout of kernels/attention.h. */
 static void kv_store(struct state *s, const struct hearth_header *h, uint32_t layer, uint32_t pos,
-                     uint32_t n_tok)
+                     uint32_t t)
 {
     uint32_t hd = h->head_dim, kv_dim = h->n_kv_heads * hd;
+    uint64_t block = (uint64_t)(pos / KV_BLOCK) * hd * KV_BLOCK + pos % KV_BLOCK;
     for (uint32_t g = 0; g < h->n_kv_heads; g++) {
         void *keys = kv_head(s, s->key_cache, h->n_kv_heads, layer, g);
         void *values = kv_head(s, s->value_cache, h->n_kv_heads, layer, g);
-        for (uint32_t t = 0; t < n_tok; t++) {
-            uint32_t p = pos + t;
-            uint64_t block = (uint64_t)(p / KV_BLOCK) * hd * KV_BLOCK + p % KV_BLOCK;
-            const float *k = s->k + (uint64_t)t * kv_dim + (uint64_t)g * hd;
-            const float *v = s->v + (uint64_t)t * kv_dim + (uint64_t)g * hd;
-            for (uint32_t i = 0; i < hd; i++) {
-                kv_put(keys, s->kv_type, block + (uint64_t)i * KV_BLOCK, k[i]);
-                kv_put(values, s->kv_type, (uint64_t)p * hd + i, v[i]);
-            }
+        const float *k = s->k + (uint64_t)t * kv_dim + (uint64_t)g * hd;
+        const float *v = s->v + (uint64_t)t * kv_dim + (uint64_t)g * hd;
+        for (uint32_t i = 0; i < hd; i++) {
+            kv_put(keys, s->kv_type, block + (uint64_t)i * KV_BLOCK, k[i]);
+            kv_put(values, s->kv_type, (uint64_t)pos * hd + i, v[i]);
         }
     }
 }
@@ -758,48 +757,135 @@ static void rope_angles(const struct model *m, struct state *s, uint32_t pos, ui
         }
 }
 
-/* x[t] += y[t] for n values. */
+/* x[i] += y[i] for n values. */
 static void add_rows(float *x, const float *y, uint64_t n)
 {
     for (uint64_t i = 0; i < n; i++)
         x[i] += y[i];
 }
 
-/* One layer over the n_tok tokens in s->x (positions pos ..). */
+/* The work between the matrix products (residual adds, norms, biases,
+ * RoPE, KV stores, activation quantization) is independent per token. For
+ * a batch it runs on the pool, each thread a fixed contiguous share of the
+ * tokens, so no thread spins while the caller does it alone; a token's
+ * arithmetic is the same whichever thread runs it, so results do not depend
+ * on the split. A single token (decode) runs on the calling thread: its
+ * share is too small to pay for waking the pool. */
+enum token_step {
+    STEP_NORM_ATTN, /* x += xb (the last layer's FFN output) unless layer 0; xb = norm(x) */
+    STEP_QKV,       /* biases, RoPE of q and k, k and v into the cache */
+    STEP_NORM_FFN,  /* x += xb2 (the attention output); xb = norm(x) */
+    STEP_RESIDUAL,  /* x += xb (the last layer's FFN output, after all layers) */
+    STEP_NONE,      /* only the quantization */
+};
+
+struct token_job {
+    const struct model *m;
+    struct state *s;
+    uint32_t layer, pos, n_tok;
+    enum token_step step;
+    const float *quantize; /* NULL, or rows of quantize_cols to quantize into s->act */
+    uint64_t quantize_cols;
+};
+
+/* Biases, RoPE of q and k, then k and v into the cache, for token t. */
+static void qkv_finish(const struct token_job *j, const struct layer *L, uint32_t t)
+{
+    const struct hearth_header *h = &j->m->cfg;
+    struct state *s = j->s;
+    uint32_t hd = h->head_dim, half = hd / 2;
+    uint64_t q_dim = (uint64_t)h->n_heads * hd, kv_dim = (uint64_t)h->n_kv_heads * hd;
+    add_bias(s->q, &L->attn_q_bias, t);
+    add_bias(s->k, &L->attn_k_bias, t);
+    add_bias(s->v, &L->attn_v_bias, t);
+    const float *c = s->rope_cos + (uint64_t)t * half, *sn = s->rope_sin + (uint64_t)t * half;
+    rope_rotate(s->q + t * q_dim, h->n_heads, hd, c, sn);
+    rope_rotate(s->k + t * kv_dim, h->n_kv_heads, hd, c, sn);
+    kv_store(s, h, j->layer, j->pos + t, t);
+}
+
+static void token_step_one(const struct token_job *j, uint32_t t)
+{
+    const struct hearth_header *h = &j->m->cfg;
+    struct state *s = j->s;
+    uint32_t dim = h->dim;
+    float *x = s->x + (uint64_t)t * dim, *xb = s->xb + (uint64_t)t * dim;
+    switch (j->step) {
+    case STEP_NORM_ATTN:
+        if (j->layer > 0)
+            add_rows(x, xb, dim);
+        rmsnorm(xb, x, j->m->layers[j->layer].attn_norm.data, dim, h->norm_eps);
+        break;
+    case STEP_QKV:
+        qkv_finish(j, &j->m->layers[j->layer], t);
+        break;
+    case STEP_NORM_FFN:
+        add_rows(x, s->xb2 + (uint64_t)t * dim, dim);
+        rmsnorm(xb, x, j->m->layers[j->layer].ffn_norm.data, dim, h->norm_eps);
+        break;
+    case STEP_RESIDUAL:
+        add_rows(x, xb, dim);
+        break;
+    case STEP_NONE:
+        break;
+    }
+}
+
+static void token_worker(void *ctx, int thread, int n_threads)
+{
+    const struct token_job *j = ctx;
+    unsigned long long t0, t1;
+    pool_split(j->n_tok, thread, n_threads, &t0, &t1);
+    for (uint32_t t = (uint32_t)t0; t < t1; t++)
+        token_step_one(j, t);
+    if (j->quantize && t1 > t0) {
+        uint64_t cols = j->quantize_cols, nb = cols / QK;
+        struct q8_act a = {j->s->act.q + t0 * cols, j->s->act.d + t0 * nb, j->s->act.sum + t0 * nb};
+        j->s->kern->quantize_act(j->quantize + t0 * cols, (t1 - t0) * cols, &a);
+    }
+}
+
+/* Runs one step over the n_tok tokens; quantizes rows of cols values at
+ * quantize (one matmul input) afterwards when that is not NULL. */
+static void tokens_run(const struct model *m, struct state *s, uint32_t layer, uint32_t pos,
+                       uint32_t n_tok, enum token_step step, const float *quantize, uint64_t cols)
+{
+    struct token_job j = {m, s, layer, pos, n_tok, step, quantize, cols};
+    if (n_tok == 1)
+        token_worker(&j, 0, 1);
+    else
+        pool_run(s->pool, token_worker, &j);
+}
+
+/* One layer over the n_tok tokens in s->x (positions pos ..). On return
+ * the layer's FFN output is in s->xb, not yet added to s->x: the next
+ * step that reads s->x (the next layer's STEP_NORM_ATTN, or
+ * STEP_RESIDUAL) adds it. */
 static void layer_forward(const struct model *m, struct state *s, uint32_t l, uint32_t pos,
                           uint32_t n_tok)
 {
     const struct hearth_header *h = &m->cfg;
     const struct layer *L = &m->layers[l];
-    uint32_t dim = h->dim, hd = h->head_dim, half = hd / 2;
-    uint32_t q_dim = h->n_heads * hd, kv_dim = h->n_kv_heads * hd;
-    for (uint32_t t = 0; t < n_tok; t++)
-        rmsnorm(s->xb + (uint64_t)t * dim, s->x + (uint64_t)t * dim, L->attn_norm.data, dim,
-                h->norm_eps);
+    uint32_t dim = h->dim, q_dim = h->n_heads * h->head_dim;
+    int q8 = quantized(&L->attn_q) || quantized(&L->attn_k) || quantized(&L->attn_v);
+    tokens_run(m, s, l, pos, n_tok, STEP_NORM_ATTN, q8 ? s->xb : NULL, dim);
     struct matmul_job qkv[3] = {{s->q, &L->attn_q}, {s->k, &L->attn_k}, {s->v, &L->attn_v}};
     matmul(s, s->xb, n_tok, qkv, 3, 0);
-    add_bias(s->q, &L->attn_q_bias, n_tok);
-    add_bias(s->k, &L->attn_k_bias, n_tok);
-    add_bias(s->v, &L->attn_v_bias, n_tok);
-    for (uint32_t t = 0; t < n_tok; t++) {
-        const float *c = s->rope_cos + (uint64_t)t * half, *sn = s->rope_sin + (uint64_t)t * half;
-        rope_rotate(s->q + (uint64_t)t * q_dim, h->n_heads, hd, c, sn);
-        rope_rotate(s->k + (uint64_t)t * kv_dim, h->n_kv_heads, hd, c, sn);
-    }
-    kv_store(s, h, l, pos, n_tok);
+    tokens_run(m, s, l, pos, n_tok, STEP_QKV, NULL, 0);
     struct attention_job att = {h, s, l, pos, n_tok};
     pool_run(s->pool, attention_worker, &att);
+    if (quantized(&L->attn_output))
+        tokens_run(m, s, l, pos, n_tok, STEP_NONE, s->xb, q_dim);
     struct matmul_job out = {s->xb2, &L->attn_output};
     matmul(s, s->xb, n_tok, &out, 1, 0);
-    add_rows(s->x, s->xb2, (uint64_t)n_tok * dim);
-    for (uint32_t t = 0; t < n_tok; t++)
-        rmsnorm(s->xb + (uint64_t)t * dim, s->x + (uint64_t)t * dim, L->ffn_norm.data, dim,
-                h->norm_eps);
+    q8 = quantized(&L->ffn_gate) || quantized(&L->ffn_up);
+    tokens_run(m, s, l, pos, n_tok, STEP_NORM_FFN, q8 ? s->xb : NULL, dim);
     struct matmul_job gate_up[2] = {{s->hb, &L->ffn_gate}, {s->hb2, &L->ffn_up}};
     matmul(s, s->xb, n_tok, gate_up, 2, 1);
+    if (quantized(&L->ffn_down))
+        tokens_run(m, s, l, pos, n_tok, STEP_NONE, s->hb, h->hidden_dim);
     struct matmul_job down = {s->xb, &L->ffn_down};
     matmul(s, s->hb, n_tok, &down, 1, 0);
-    add_rows(s->x, s->xb, (uint64_t)n_tok * dim);
 }
 
 float *model_prefill(const struct model *m, struct state *s, const int32_t *tokens, uint32_t n,
@@ -814,6 +900,7 @@ float *model_prefill(const struct model *m, struct state *s, const int32_t *toke
         rope_angles(m, s, pos, n_tok);
         for (uint32_t l = 0; l < h->n_layers; l++)
             layer_forward(m, s, l, pos, n_tok);
+        tokens_run(m, s, h->n_layers, pos, n_tok, STEP_RESIDUAL, NULL, 0);
     }
     float *last = s->x + (uint64_t)(n_tok - 1) * dim;
     rmsnorm(last, last, m->output_norm.data, dim, h->norm_eps);
