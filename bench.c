@@ -362,18 +362,30 @@ static void fill_kv_cache(struct state *s, const struct model *m)
     }
 }
 
-static double decode_at_depth(struct state *s, const struct bench_model *bm, uint32_t depth,
-                              int tokens, int repeats)
+/* Decode tokens/s of `tokens` steps starting after position `depth`. */
+static double decode_tps_at(struct state *s, const struct bench_model *bm, uint32_t depth,
+                            int tokens)
 {
-    double tps[MAX_REPEATS];
-    for (int r = 0; r < repeats; r++) {
-        model_forward(&bm->m, s, 1, depth); /* warm-up */
-        double t0 = now_s();
-        for (int p = 0; p < tokens; p++)
-            model_forward(&bm->m, s, (int32_t)(p * 7 + 3), depth + 1 + (uint32_t)p);
-        tps[r] = tokens / (now_s() - t0);
-    }
-    return median(tps, repeats);
+    model_forward(&bm->m, s, 1, depth); /* warm-up */
+    double t0 = now_s();
+    for (int p = 0; p < tokens; p++)
+        model_forward(&bm->m, s, (int32_t)(p * 7 + 3), depth + 1 + (uint32_t)p);
+    return tokens / (now_s() - t0);
+}
+
+/* Decode tokens/s at each of the depths, medians of `repeats` rounds. A
+ * round times every depth once, so a change in the machine's speed (it is
+ * shared) falls on all depths alike rather than on the last ones. */
+static void decode_at_depths(struct state *s, const struct bench_model *bm, int tokens,
+                             int repeats, double *tps)
+{
+    enum { N_DEPTHS = sizeof decode_depths / sizeof decode_depths[0] };
+    double runs[N_DEPTHS][MAX_REPEATS];
+    for (int r = 0; r < repeats; r++)
+        for (int i = 0; i < N_DEPTHS; i++)
+            runs[i][r] = decode_tps_at(s, bm, decode_depths[i], tokens);
+    for (int i = 0; i < N_DEPTHS; i++)
+        tps[i] = median(runs[i], repeats);
 }
 
 struct peak_job {
@@ -454,14 +466,13 @@ static int bench_prefill(const struct bench_options *o, const struct bench_model
                prefill_lengths[i], prefill_lengths[i] / sec, 1e3 * sec);
     }
     fill_kv_cache(&s, &bm->m);
-    double at0 = 0.0;
-    printf("    decode at context depth (KV cache filled with random values):\n");
-    for (size_t i = 0; i < sizeof decode_depths / sizeof decode_depths[0]; i++) {
-        double tps = decode_at_depth(&s, bm, decode_depths[i], o->tokens, o->repeats);
-        at0 = i == 0 ? tps : at0;
-        printf("      depth %4u: %6.2f tokens/s (%.2f x depth 0)\n", decode_depths[i], tps,
-               tps / at0);
-    }
+    double tps[sizeof decode_depths / sizeof decode_depths[0]];
+    decode_at_depths(&s, bm, o->tokens, o->repeats, tps);
+    printf("    decode at context depth (KV cache filled with random values; depths "
+           "interleaved):\n");
+    for (size_t i = 0; i < sizeof decode_depths / sizeof decode_depths[0]; i++)
+        printf("      depth %4u: %6.2f tokens/s (%.2f x depth 0)\n", decode_depths[i], tps[i],
+               tps[i] / tps[0]);
     if (bm->m.layers[0].ffn_gate.type != HEARTH_F32 && kern->int8_peak_loop) {
         double peak = int8_peak_gops(pool, kern);
         double gops = gemm_gops(&s, bm, s.max_batch, reps);
