@@ -445,7 +445,7 @@ uint64_t state_bytes(const struct model *m, const struct state_options *o)
     uint64_t floats = 2 * z.dim + z.wide + 2 * z.hidden + z.q_dim + 2 * z.kv_dim + 2 * z.rope +
                       m->cfg.vocab_size +
                       (uint64_t)threads_of(o) * (m->cfg.n_heads / m->cfg.n_kv_heads) * o->max_seq +
-                      z.act_q / QK * 2;
+                      z.act_q / QK * 3;
     return state_kv_bytes(m, o->max_seq, o->kv_type) + floats * sizeof(float) + z.act_q;
 }
 
@@ -493,9 +493,10 @@ int state_open(struct state *s, const struct model *m, const struct state_option
     s->act.q = aligned_alloc(64, (z.act_q + 63) / 64 * 64);
     s->act.d = calloc(z.act_q / QK, sizeof(float));
     s->act.sum = calloc(z.act_q / QK, sizeof(int32_t));
+    s->act.q4_start = calloc(z.act_q / QK, sizeof(int32_t));
     if (!s->x || !s->xb || !s->xb2 || !s->hb || !s->hb2 || !s->q || !s->k || !s->v || !s->att ||
         !s->rope_cos || !s->rope_sin || !s->logits || !s->key_cache || !s->value_cache ||
-        !s->act.q || !s->act.d || !s->act.sum) {
+        !s->act.q || !s->act.d || !s->act.sum || !s->act.q4_start) {
         state_free(s);
         return fail(err, "out of memory for a %u-position context (KV cache %llu MiB)", o->max_seq,
                     (unsigned long long)(2 * kv_bytes >> 20));
@@ -521,6 +522,7 @@ void state_free(struct state *s)
     free(s->act.q);
     free(s->act.d);
     free(s->act.sum);
+    free(s->act.q4_start);
     memset(s, 0, sizeof *s);
 }
 
@@ -839,8 +841,8 @@ static void token_worker(void *ctx, int thread, int n_threads)
     for (uint32_t t = (uint32_t)t0; t < t1; t++)
         token_step_one(j, t);
     if (j->quantize && t1 > t0) {
-        uint64_t cols = j->quantize_cols, nb = cols / QK;
-        struct q8_act a = {j->s->act.q + t0 * cols, j->s->act.d + t0 * nb, j->s->act.sum + t0 * nb};
+        uint64_t cols = j->quantize_cols;
+        struct q8_act a = q8_act_from(&j->s->act, t0, cols);
         j->s->kern->quantize_act(j->quantize + t0 * cols, (t1 - t0) * cols, &a);
     }
 }

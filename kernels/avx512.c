@@ -104,6 +104,7 @@ AVX512 static void quantize_act_avx512(const float *x, uint64_t n, struct q8_act
         _mm_storeu_si128((__m128i *)(void *)(a->q + b * QK), _mm512_cvtepi32_epi8(q0));
         _mm_storeu_si128((__m128i *)(void *)(a->q + b * QK + 16), _mm512_cvtepi32_epi8(q1));
         a->sum[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+        a->q4_start[b] = q4_start_of(a->q + b * QK);
     }
 }
 

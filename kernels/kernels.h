@@ -32,7 +32,8 @@
  * activations on x86, so results match llama.cpp bit for bit in the integer
  * part): amax = max |x| over the block, d = fp16-rounded(amax / 127), and
  * q = round-half-to-even(x * (127 / amax)) computed in f32 (0 when amax = 0);
- * sum = sum of the 32 q values (for the Q4_0 offset trick).
+ * sum = sum of the 32 q values (for the Q4_0 offset trick), and q4_start
+ * the same offset split in two (struct q8_act below).
  *
  * Accumulation order, per output row (the contract every kernel keeps):
  *   F32:  16 partial sums s[0..15]; s[j] = fmaf(w[c], x[c], s[j]) for
@@ -65,7 +66,34 @@ struct q8_act {
     int8_t *q;      /* n values, 64-byte aligned */
     float *d;       /* n / QK scales (fp16-rounded values, stored as f32) */
     int32_t *sum;   /* n / QK sums of q */
+    int32_t *q4_start; /* n / QK: q4_start_of each block's q (below) */
 };
+
+/* The Q4_0 offset -8 * sum of a block's 32 q, split in two halves packed
+ * as two int16 (two's complement): -8 * (the q at k % 4 in {0, 1}) in the
+ * low 16 bits, -8 * (k % 4 in {2, 3}) in the high. Each half is at most
+ * 16 * 127 * 8 = 16256 in magnitude. The AVX2 Q4_0 tile starts its int16
+ * accumulators here, which is where the q at those k land (kernels/avx2.c,
+ * tile_q4_0), so the offset costs nothing per block there. */
+static inline int32_t q4_start_of(const int8_t *q)
+{
+    int32_t lo = 0, hi = 0;
+    for (int k = 0; k < QK; k++) {
+        if (k % 4 < 2)
+            lo += q[k];
+        else
+            hi += q[k];
+    }
+    return (int32_t)((uint32_t)(uint16_t)(int16_t)(-8 * lo) |
+                     (uint32_t)(uint16_t)(int16_t)(-8 * hi) << 16);
+}
+
+/* The activations of tokens t, t + 1, ... of a (cols values each). */
+static inline struct q8_act q8_act_from(const struct q8_act *a, uint64_t t, uint64_t cols)
+{
+    uint64_t b = t * (cols / QK);
+    return (struct q8_act){a->q + t * cols, a->d + b, a->sum + b, a->q4_start + b};
+}
 
 /* Export side: quantizes up to 16 F32 rows (n_rows <= 16, each cols long,
  * rows[i] pointing at row i; missing rows count as zeros) into one group of

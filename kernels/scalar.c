@@ -63,6 +63,7 @@ static void quantize_act_scalar(const float *x, uint64_t n, struct q8_act *a)
             sum += q;
         }
         a->sum[b] = sum;
+        a->q4_start[b] = q4_start_of(a->q + b * QK);
     }
 }
 
@@ -156,7 +157,7 @@ static void gemm_f32_scalar(float *out, uint64_t ldo, const float *w, const floa
 
 static struct q8_act token_act(const struct q8_act *a, uint64_t t, uint64_t cols)
 {
-    struct q8_act at = {a->q + t * cols, a->d + t * (cols / QK), a->sum + t * (cols / QK)};
+    struct q8_act at = q8_act_from(a, t, cols);
     return at;
 }
 

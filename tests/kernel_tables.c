@@ -42,6 +42,7 @@ void act_alloc(struct q8_act *a, uint64_t n)
     a->q = xalloc(n);
     a->d = xalloc(n / QK * sizeof(float));
     a->sum = xalloc(n / QK * sizeof(int32_t));
+    a->q4_start = xalloc(n / QK * sizeof(int32_t));
 }
 
 void act_free(struct q8_act *a)
@@ -49,4 +50,5 @@ void act_free(struct q8_act *a)
     free(a->q);
     free(a->d);
     free(a->sum);
+    free(a->q4_start);
 }

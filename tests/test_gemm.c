@@ -34,7 +34,7 @@ static int all_tables(const struct kernels *out[3])
 /* Token t's slice of a batched activation, as kernels.h lays it out. */
 static struct q8_act token_act(const struct q8_act *a, uint64_t t, uint64_t cols)
 {
-    struct q8_act at = {a->q + t * cols, a->d + t * (cols / QK), a->sum + t * (cols / QK)};
+    struct q8_act at = q8_act_from(a, t, cols);
     return at;
 }
 
@@ -350,6 +350,7 @@ static void test_extremes(void)
         for (uint64_t b = 0; b < cols / QK; b++) {
             a.d[t * (cols / QK) + b] = fp16_to_f32(random_scale(&rng));
             a.sum[t * (cols / QK) + b] = QK * v;
+            a.q4_start[t * (cols / QK) + b] = q4_start_of(a.q + t * cols + b * QK);
         }
     }
     for (int type_i = 0; type_i < 2; type_i++) {

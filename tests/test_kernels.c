@@ -26,7 +26,8 @@
 static int act_equal(const struct q8_act *x, const struct q8_act *y, uint64_t n)
 {
     return memcmp(x->q, y->q, n) == 0 && memcmp(x->d, y->d, n / QK * sizeof(float)) == 0 &&
-           memcmp(x->sum, y->sum, n / QK * sizeof(int32_t)) == 0;
+           memcmp(x->sum, y->sum, n / QK * sizeof(int32_t)) == 0 &&
+           memcmp(x->q4_start, y->q4_start, n / QK * sizeof(int32_t)) == 0;
 }
 
 static uint64_t padded_rows(uint64_t rows)
@@ -221,7 +222,12 @@ static int act_block_ok(const float *x, const struct q8_act *a, uint64_t b)
         if (dist > 0.5 || (dist == 0.5 && (q & 1)))
             return 0;
     }
-    return sum == a->sum[b];
+    int32_t pair_sum[2] = {0, 0}; /* k % 4 in {0, 1}, then {2, 3} */
+    for (int k = 0; k < QK; k++)
+        pair_sum[(k / 2) % 2] += a->q[b * QK + k];
+    uint32_t start = (uint32_t)a->q4_start[b];
+    return sum == a->sum[b] && (int16_t)(start & 0xffffu) == -8 * pair_sum[0] &&
+           (int16_t)(start >> 16) == -8 * pair_sum[1];
 }
 
 static void check_act_all(const float *x, uint64_t n, const char *what)
