@@ -402,48 +402,62 @@ static void peak_worker(void *ctx, int thread, int n_threads)
     j->ops[thread] = j->kern->int8_peak_loop(j->n_iter, &j->sink[thread]);
 }
 
-/* The int8 multiply-accumulate peak in GOP/s on every thread of the pool at
- * once: the kernel table's register-only loop (kernels.h, int8_peak_loop),
- * best of several timed runs of about 0.2 s. */
-static double int8_peak_gops(struct thread_pool *pool, const struct kernels *kern)
+/* One timed run of the int8 peak loop on every thread of the pool at once
+ * (the kernel table's register-only loop, kernels.h int8_peak_loop), in
+ * GOP/s. *n_iter grows until a run takes at least 0.1 s. */
+static double int8_peak_once(struct thread_pool *pool, const struct kernels *kern,
+                             uint64_t *n_iter)
 {
-    struct peak_job j = {.kern = kern, .n_iter = 1u << 16};
-    double best = 0.0;
-    for (int r = 0; r < 5; r++) {
+    struct peak_job j = {.kern = kern};
+    for (;;) {
+        j.n_iter = *n_iter;
         double t0 = now_s();
         pool_run(pool, peak_worker, &j);
         double dt = now_s() - t0;
-        if (dt < 0.1) {
-            j.n_iter *= 2, r--;
-            continue;
+        if (dt >= 0.1) {
+            uint64_t ops = 0;
+            for (int i = 0; i < pool_size(pool); i++)
+                ops += j.ops[i];
+            return (double)ops / dt / 1e9;
         }
-        uint64_t ops = 0;
-        for (int i = 0; i < pool_size(pool); i++)
-            ops += j.ops[i];
-        best = fmax(best, (double)ops / dt / 1e9);
+        *n_iter *= 2;
     }
-    return best;
 }
 
-/* GEMM GOP/s (2 x rows x cols x tokens per product) on the pool: ffn_gate
- * and ffn_up of every layer against a batch of n_tok tokens, weights warm
- * or not as prefill meets them. */
-static double gemm_gops(struct state *s, const struct bench_model *bm, uint32_t n_tok,
-                        int repeats)
+/* One pass of the GEMM over ffn_gate of every layer against a batch of
+ * n_tok tokens (weights warm or not as prefill meets them), in GOP/s (2 x
+ * rows x cols x tokens per product). */
+static double gemm_once(struct state *s, const struct bench_model *bm, uint32_t n_tok)
 {
     const struct model *m = &bm->m;
-    double gops[MAX_REPEATS];
     const struct tensor *w0 = &m->layers[0].ffn_gate;
-    for (uint64_t i = 0; i < (uint64_t)n_tok * w0->cols; i++)
+    double t0 = now_s();
+    for (uint32_t l = 0; l < m->cfg.n_layers; l++)
+        model_matmul(s, s->hb, s->xb, n_tok, &m->layers[l].ffn_gate);
+    double dt = now_s() - t0;
+    return 2.0 * (double)w0->rows * w0->cols * n_tok * m->cfg.n_layers / dt / 1e9;
+}
+
+/* The GEMM against the int8 peak: rounds of one peak run then one GEMM
+ * pass, so that both meet the shared machine in the same state; medians
+ * of each and of the per-round ratio. */
+static void gemm_vs_peak(struct state *s, const struct bench_model *bm,
+                         struct thread_pool *pool, const struct kernels *kern, int rounds,
+                         double *gemm, double *peak, double *ratio)
+{
+    double g[MAX_REPEATS], p[MAX_REPEATS], r[MAX_REPEATS];
+    uint64_t n_iter = 1u << 16;
+    const struct tensor *w0 = &bm->m.layers[0].ffn_gate;
+    for (uint64_t i = 0; i < (uint64_t)s->max_batch * w0->cols; i++)
         s->xb[i] = (float)(i % 13) * 0.05f - 0.3f;
-    for (int r = 0; r < repeats; r++) {
-        double t0 = now_s();
-        for (uint32_t l = 0; l < m->cfg.n_layers; l++)
-            model_matmul(s, s->hb, s->xb, n_tok, &m->layers[l].ffn_gate);
-        double dt = now_s() - t0;
-        gops[r] = 2.0 * (double)w0->rows * w0->cols * n_tok * m->cfg.n_layers / dt / 1e9;
+    for (int k = 0; k < rounds; k++) {
+        p[k] = int8_peak_once(pool, kern, &n_iter);
+        g[k] = gemm_once(s, bm, s->max_batch);
+        r[k] = g[k] / p[k];
     }
-    return median(gops, repeats);
+    *gemm = median(g, rounds);
+    *peak = median(p, rounds);
+    *ratio = median(r, rounds);
 }
 
 /* The prefill, long-context and GEMM figures of one weight type. */
@@ -474,11 +488,12 @@ static int bench_prefill(const struct bench_options *o, const struct bench_model
         printf("      depth %4u: %6.2f tokens/s (%.2f x depth 0)\n", decode_depths[i], tps[i],
                tps[i] / tps[0]);
     if (bm->m.layers[0].ffn_gate.type != HEARTH_F32 && kern->int8_peak_loop) {
-        double peak = int8_peak_gops(pool, kern);
-        double gops = gemm_gops(&s, bm, s.max_batch, reps);
+        double gops, peak, ratio;
+        gemm_vs_peak(&s, bm, pool, kern, o->repeats, &gops, &peak, &ratio);
         printf("    GEMM ffn_gate x %u tokens: %.1f GOP/s; int8 peak of this loop on %d "
-               "thread%s: %.1f GOP/s: %.1f%%\n", s.max_batch, gops, pool_size(pool),
-               pool_size(pool) > 1 ? "s" : "", peak, 100 * gops / peak);
+               "thread%s: %.1f GOP/s; GEMM / peak %.1f%% (medians of %d alternated "
+               "rounds)\n", s.max_batch, gops, pool_size(pool), pool_size(pool) > 1 ? "s" : "",
+               peak, 100 * ratio, o->repeats);
     }
     state_free(&s);
     return 0;
