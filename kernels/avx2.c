@@ -128,12 +128,14 @@ AVX2 static void quantize_act_avx2(const float *x, uint64_t n, struct q8_act *a)
                                            _mm256_packs_epi32(q[2], q[3]));
         _mm256_storeu_si256((__m256i *)(void *)(a->q + b * QK),
                             _mm256_permutevar8x32_epi32(bytes, order));
+        /* lane j of s4: the q at k % 4 == j; lanes 0 + 1 and 2 + 3 are
+         * the halves q4_start_of sums */
         __m256i s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
         __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
         s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
-        a->sum[b] = _mm_cvtsi128_si32(s4);
-        a->q4_start[b] = q4_start_of(a->q + b * QK);
+        int32_t lo = _mm_cvtsi128_si32(s4), hi = _mm_extract_epi32(s4, 2);
+        a->sum[b] = lo + hi;
+        a->q4_start[b] = q4_start_pack(lo, hi);
     }
 }
 

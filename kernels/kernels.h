@@ -75,6 +75,12 @@ struct q8_act {
  * 16 * 127 * 8 = 16256 in magnitude. The AVX2 Q4_0 tile starts its int16
  * accumulators here, which is where the q at those k land (kernels/avx2.c,
  * tile_q4_0), so the offset costs nothing per block there. */
+static inline int32_t q4_start_pack(int32_t sum_lo, int32_t sum_hi)
+{
+    return (int32_t)((uint32_t)(uint16_t)(int16_t)(-8 * sum_lo) |
+                     (uint32_t)(uint16_t)(int16_t)(-8 * sum_hi) << 16);
+}
+
 static inline int32_t q4_start_of(const int8_t *q)
 {
     int32_t lo = 0, hi = 0;
@@ -84,8 +90,7 @@ static inline int32_t q4_start_of(const int8_t *q)
         else
             hi += q[k];
     }
-    return (int32_t)((uint32_t)(uint16_t)(int16_t)(-8 * lo) |
-                     (uint32_t)(uint16_t)(int16_t)(-8 * hi) << 16);
+    return q4_start_pack(lo, hi);
 }
 
 /* The activations of tokens t, t + 1, ... of a (cols values each). */

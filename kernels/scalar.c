@@ -155,17 +155,11 @@ static void gemm_f32_scalar(float *out, uint64_t ldo, const float *w, const floa
         matvec_f32_scalar(out + t * ldo, w, x + t * cols, cols, r0, r1);
 }
 
-static struct q8_act token_act(const struct q8_act *a, uint64_t t, uint64_t cols)
-{
-    struct q8_act at = q8_act_from(a, t, cols);
-    return at;
-}
-
 static void gemm_q8_0_scalar(float *out, uint64_t ldo, const void *w, const struct q8_act *a,
                              uint32_t n_tok, uint64_t cols, uint64_t r0, uint64_t r1)
 {
     for (uint64_t t = 0; t < n_tok; t++) {
-        struct q8_act at = token_act(a, t, cols);
+        struct q8_act at = q8_act_from(a, t, cols);
         matvec_packed(out + t * ldo, w, &at, cols, r0, r1, 0);
     }
 }
@@ -174,7 +168,7 @@ static void gemm_q4_0_scalar(float *out, uint64_t ldo, const void *w, const stru
                              uint32_t n_tok, uint64_t cols, uint64_t r0, uint64_t r1)
 {
     for (uint64_t t = 0; t < n_tok; t++) {
-        struct q8_act at = token_act(a, t, cols);
+        struct q8_act at = q8_act_from(a, t, cols);
         matvec_packed(out + t * ldo, w, &at, cols, r0, r1, 1);
     }
 }
