@@ -774,7 +774,7 @@ static void add_rows(float *x, const float *y, uint64_t n)
  * on the split. A single token (decode) runs on the calling thread: its
  * share is too small to pay for waking the pool. */
 enum token_step {
-    STEP_NORM_ATTN, /* x += xb (the last layer's FFN output) unless layer 0; xb = norm(x) */
+    STEP_NORM_ATTN, /* x += xb (the previous layer's FFN output) unless layer 0; xb = norm(x) */
     STEP_QKV,       /* biases, RoPE of q and k, k and v into the cache */
     STEP_NORM_FFN,  /* x += xb2 (the attention output); xb = norm(x) */
     STEP_RESIDUAL,  /* x += xb (the last layer's FFN output, after all layers) */
