@@ -5,8 +5,9 @@
  * gives the same logits, bit for bit, as the same prompt fed one token at a
  * time, for every weight type, KV cache type, kernel set, thread count and
  * batch size, including prompt lengths that are not a multiple of the batch,
- * with a sliding window, and the greedy continuation is the same. A small
- * synthetic GQA model (random weights, exported by ./export) keeps it fast.
+ * with a sliding window, with q/k/v biases, and the greedy continuation is
+ * the same. A small synthetic GQA model (random weights, exported by
+ * ./export) keeps it fast.
  * The attention kernels are also checked against their scalar twins here. */
 #include <math.h>
 #include <stdio.h>
@@ -46,6 +47,32 @@ static char *synth_export(const char *type)
     CHECK(test_run(cmd, NULL, NULL) == 0, "%s failed", cmd);
     free(ckpt);
     return paths[i];
+}
+
+/* The same shape as a Qwen2 Hugging Face folder with random q/k/v biases
+ * (synth_set_variant), exported as Q8_0: the biases are added per token
+ * between the matrix products, on whichever thread holds the token. */
+static char *synth_export_biased(void)
+{
+    static char *path;
+    if (path)
+        return path;
+    char *dir = test_path("prefill_qwen2");
+    struct synth_config cfg = {.dim = 96, .hidden_dim = 160, .n_layers = 2, .n_heads = 4,
+                               .n_kv_heads = 2, .vocab_size = 512, .seq_len = 320, .tied = 1,
+                               .rope_theta = 1000000.0f, .norm_eps = 1e-6f, .seed = 78};
+    struct synth_variant qwen2 = {.architecture = "Qwen2ForCausalLM", .qkv_bias = 1};
+    struct synth_model *sm = synth_create(&cfg, 0);
+    CHECK(sm && synth_set_variant(sm, &qwen2) == 0 &&
+              synth_write_hf(sm, dir, "F32", 1, "tests/data/tok512.model") == 0,
+          "cannot write %s", dir);
+    synth_free(sm);
+    path = test_path("prefill_qwen2.hearth");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "./export %s --type q8_0 -q -o %s", dir, path);
+    CHECK(test_run(cmd, NULL, NULL) == 0, "%s failed", cmd);
+    free(dir);
+    return path;
 }
 
 struct run_setup {
@@ -100,11 +127,11 @@ static void random_tokens(int32_t *t, uint32_t n, uint32_t seed)
 
 /* Batched runs equal the batch-1 run bit for bit: logits after the prompt
  * and after each greedy step (the greedy tokens included). */
-static void check_prefill_equals_decode(const char *type, uint32_t kv_type, uint32_t window)
+static void check_prefill_equals_decode(const char *type, const char *path, uint32_t kv_type,
+                                        uint32_t window)
 {
     static const uint32_t lengths[] = {1, 2, 17, 64, 65, 150, 300};
     static const uint32_t batches[] = {7, 64, 512};
-    const char *path = synth_export(type);
     enum { GREEDY = 4 };
     int32_t tokens[300];
     random_tokens(tokens, 300, 5);
@@ -138,11 +165,21 @@ static void check_prefill_equals_decode(const char *type, uint32_t kv_type, uint
     }
 }
 
-static void test_prefill_f32(void) { check_prefill_equals_decode("f32", HEARTH_F32, 0); }
-static void test_prefill_q8_0(void) { check_prefill_equals_decode("q8_0", HEARTH_F16, 0); }
-static void test_prefill_q4_0(void) { check_prefill_equals_decode("q4_0", HEARTH_F16, 0); }
-static void test_prefill_q4_0_kv_f32(void) { check_prefill_equals_decode("q4_0", HEARTH_F32, 0); }
-static void test_prefill_window(void) { check_prefill_equals_decode("q8_0", HEARTH_F16, 40); }
+static void check_type(const char *type, uint32_t kv_type, uint32_t window)
+{
+    check_prefill_equals_decode(type, synth_export(type), kv_type, window);
+}
+
+static void test_prefill_f32(void) { check_type("f32", HEARTH_F32, 0); }
+static void test_prefill_q8_0(void) { check_type("q8_0", HEARTH_F16, 0); }
+static void test_prefill_q4_0(void) { check_type("q4_0", HEARTH_F16, 0); }
+static void test_prefill_q4_0_kv_f32(void) { check_type("q4_0", HEARTH_F32, 0); }
+static void test_prefill_window(void) { check_type("q8_0", HEARTH_F16, 40); }
+
+static void test_prefill_biases(void)
+{
+    check_prefill_equals_decode("q8_0 qwen2", synth_export_biased(), HEARTH_F16, 0);
+}
 
 /* The F16 cache stays close to the F32 one: the keys and values are
  * rounded to 11 significant bits, nothing else changes. The bound is about
@@ -266,6 +303,7 @@ const struct test_case prefill_tests[] = {
     {"prefill_q4_0_kv_f16_equals_decode", test_prefill_q4_0},
     {"prefill_q4_0_kv_f32_equals_decode", test_prefill_q4_0_kv_f32},
     {"prefill_sliding_window_equals_decode", test_prefill_window},
+    {"prefill_qkv_biases_equals_decode", test_prefill_biases},
     {"prefill_kv_f16_error_bounded", test_kv_f16_error},
     {"prefill_state_open_refusals", test_state_open_refusals},
     {"attention_kernels_match_scalar", test_attention_kernels_match_scalar},
