@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "../err.h"
+#include "../format.h"
+#include "test.h"
 
 int simd_tables(const struct kernels *out[2])
 {
@@ -51,4 +53,43 @@ void act_free(struct q8_act *a)
     free(a->d);
     free(a->sum);
     free(a->q4_start);
+}
+
+uint64_t padded_rows(uint64_t rows)
+{
+    return (rows + ROW_GROUP - 1) / ROW_GROUP * ROW_GROUP;
+}
+
+uint64_t qbytes_of(uint32_t type)
+{
+    return type == HEARTH_Q8_0 ? Q8_0_QBYTES : Q4_0_QBYTES;
+}
+
+uint64_t group_stride(uint32_t type, uint64_t cols)
+{
+    return cols / QK * (qbytes_of(type) + 2 * ROW_GROUP);
+}
+
+uint16_t random_scale(uint64_t *rng)
+{
+    uint16_t h = (uint16_t)(test_rand_u64(rng) & 0xffff);
+    uint16_t exp = (uint16_t)(test_rand_u64(rng) % 20); /* biased 0..19 */
+    return (uint16_t)((h & 0x83ffu) | (exp << 10));
+}
+
+uint8_t *random_packed(uint32_t type, uint64_t rows, uint64_t cols, uint64_t *rng)
+{
+    uint64_t nb = cols / QK, stride = group_stride(type, cols);
+    uint64_t groups = padded_rows(rows) / ROW_GROUP;
+    uint8_t *w = xalloc(groups * stride);
+    for (uint64_t g = 0; g < groups; g++) {
+        uint8_t *grp = w + g * stride;
+        for (uint64_t i = 0; i < nb * qbytes_of(type); i++)
+            grp[i] = (uint8_t)test_rand_u64(rng);
+        for (uint64_t i = 0; i < nb * ROW_GROUP; i++) {
+            uint16_t h = random_scale(rng);
+            memcpy(grp + nb * qbytes_of(type) + 2 * i, &h, 2);
+        }
+    }
+    return w;
 }

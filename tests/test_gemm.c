@@ -31,52 +31,6 @@ static int all_tables(const struct kernels *out[3])
     return 1 + simd_tables(out + 1);
 }
 
-/* Token t's slice of a batched activation, as kernels.h lays it out. */
-static struct q8_act token_act(const struct q8_act *a, uint64_t t, uint64_t cols)
-{
-    struct q8_act at = q8_act_from(a, t, cols);
-    return at;
-}
-
-static uint64_t qbytes_of(uint32_t type)
-{
-    return type == HEARTH_Q8_0 ? Q8_0_QBYTES : Q4_0_QBYTES;
-}
-
-static uint64_t packed_bytes(uint32_t type, uint64_t rows, uint64_t cols)
-{
-    uint64_t groups = (rows + ROW_GROUP - 1) / ROW_GROUP;
-    return groups * (cols / QK) * (qbytes_of(type) + 2 * ROW_GROUP);
-}
-
-/* A finite fp16 scale of random sign, magnitude about 2^-20 .. 2^4: wide
- * enough that adding the blocks in another order changes the bits. */
-static uint16_t random_scale(uint64_t *rng)
-{
-    uint16_t h = (uint16_t)(test_rand_u64(rng) & 0xffff);
-    uint16_t exp = (uint16_t)(test_rand_u64(rng) % 20);
-    return (uint16_t)((h & 0x83ffu) | (exp << 10));
-}
-
-/* Random quant bytes (every int8 / nibble value, -128 included) and random
- * scales, padded rows included. */
-static uint8_t *random_packed(uint32_t type, uint64_t rows, uint64_t cols, uint64_t *rng)
-{
-    uint64_t bytes = packed_bytes(type, rows, cols), nb = cols / QK;
-    uint64_t stride = nb * (qbytes_of(type) + 2 * ROW_GROUP);
-    uint8_t *w = xalloc(bytes);
-    for (uint64_t g = 0; g * stride < bytes; g++) {
-        uint8_t *grp = w + g * stride;
-        for (uint64_t i = 0; i < nb * qbytes_of(type); i++)
-            grp[i] = (uint8_t)test_rand_u64(rng);
-        for (uint64_t i = 0; i < nb * ROW_GROUP; i++) {
-            uint16_t h = random_scale(rng);
-            memcpy(grp + nb * qbytes_of(type) + 2 * i, &h, 2);
-        }
-    }
-    return w;
-}
-
 /* n_tok tokens of cols values: normal, each token with its own scale (so
  * tokens differ in d, q and sum), a zero block now and then. */
 static void fill_tokens(float *x, uint64_t n_tok, uint64_t cols, uint64_t *rng)
@@ -113,7 +67,7 @@ static void per_token(const struct kernels *k, uint32_t type, float *out, const 
         if (type == HEARTH_F32) {
             k->matvec_f32(o, w, x + t * s->cols, s->cols, s->r0, s->r1);
         } else {
-            struct q8_act at = token_act(a, t, s->cols);
+            struct q8_act at = q8_act_from(a, t, s->cols);
             if (type == HEARTH_Q8_0)
                 k->matvec_q8_0(o, w, &at, s->cols, s->r0, s->r1);
             else
@@ -357,7 +311,7 @@ static void test_extremes(void)
         uint32_t type = type_i ? HEARTH_Q4_0 : HEARTH_Q8_0;
         uint8_t *w = random_packed(type, rows, cols, &rng);
         uint64_t nb = cols / QK, stride = nb * (qbytes_of(type) + 2 * ROW_GROUP);
-        for (uint64_t g = 0; g * stride < packed_bytes(type, rows, cols); g++)
+        for (uint64_t g = 0; g * stride < padded_rows(rows) / ROW_GROUP * group_stride(type, cols); g++)
             memset(w + g * stride, type == HEARTH_Q8_0 ? 0x80 : 0xff, nb * qbytes_of(type));
         struct shape s = {rows, cols, n_tok, 0, rows, rows + 3};
         check_against(type, &s, w, NULL, &a);

@@ -30,21 +30,6 @@ static int act_equal(const struct q8_act *x, const struct q8_act *y, uint64_t n)
            memcmp(x->q4_start, y->q4_start, n / QK * sizeof(int32_t)) == 0;
 }
 
-static uint64_t padded_rows(uint64_t rows)
-{
-    return (rows + ROW_GROUP - 1) / ROW_GROUP * ROW_GROUP;
-}
-
-static uint64_t qbytes_of(uint32_t type)
-{
-    return type == HEARTH_Q8_0 ? Q8_0_QBYTES : Q4_0_QBYTES;
-}
-
-static uint64_t group_stride(uint32_t type, uint64_t cols)
-{
-    return cols / QK * (qbytes_of(type) + 2 * ROW_GROUP);
-}
-
 /* Packs a rows x cols F32 matrix (row-major) into the group layout. */
 static uint8_t *pack_matrix(uint32_t type, const float *w, uint64_t rows, uint64_t cols)
 {
@@ -85,34 +70,6 @@ static void fill_vector(float *x, uint64_t n, uint64_t *rng)
         x[i] = test_rand_normal(rng);
     if (n > QK && (test_rand_u64(rng) & 1))
         memset(x + QK, 0, QK * sizeof(float)); /* a zero block */
-}
-
-/* A finite fp16 scale of random sign, magnitude about 2^-20 .. 2^4. */
-static uint16_t random_scale(uint64_t *rng)
-{
-    uint16_t h = (uint16_t)(test_rand_u64(rng) & 0xffff);
-    uint16_t exp = (uint16_t)(test_rand_u64(rng) % 20); /* biased 0..19 */
-    return (uint16_t)((h & 0x83ffu) | (exp << 10));
-}
-
-/* A packed matrix of random bytes (every int8 / nibble value, -128
- * included, which pack_group never writes but an imported file may hold)
- * with random finite scales. */
-static uint8_t *random_packed(uint32_t type, uint64_t rows, uint64_t cols, uint64_t *rng)
-{
-    uint64_t nb = cols / QK, stride = group_stride(type, cols);
-    uint64_t groups = padded_rows(rows) / ROW_GROUP;
-    uint8_t *w = xalloc(groups * stride);
-    for (uint64_t g = 0; g < groups; g++) {
-        uint8_t *grp = w + g * stride;
-        for (uint64_t i = 0; i < nb * qbytes_of(type); i++)
-            grp[i] = (uint8_t)test_rand_u64(rng);
-        for (uint64_t i = 0; i < nb * ROW_GROUP; i++) {
-            uint16_t h = random_scale(rng);
-            memcpy(grp + nb * qbytes_of(type) + 2 * i, &h, 2);
-        }
-    }
-    return w;
 }
 
 typedef void (*matvec_q_fn)(float *, const void *, const struct q8_act *, uint64_t, uint64_t,
